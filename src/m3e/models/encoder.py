@@ -1,0 +1,307 @@
+"""Fast, faithful encoding on top of a sentence-transformers model.
+
+Why not ``SentenceTransformer.encode``: we batch by a token budget after sorting by token length (less
+padding, steady memory), count and report truncation instead of truncating silently, can average
+windows for long texts, and validate input with messages that name the offending item. The forward
+pass itself is the model's own modules, so vectors equal sentence-transformers' own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from m3e.errors import InputError
+
+TRUNCATE_MODES = ("truncate", "error", "window")
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Pin torch's CPU threads: ``threads``, else ``$M3E_THREADS``, else the CPUs we may use."""
+    if threads is None and os.environ.get("M3E_THREADS"):
+        threads = int(os.environ["M3E_THREADS"])
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            threads = os.cpu_count() or 1
+    threads = max(1, int(threads))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def pick_device(device: str | None) -> str:
+    if device and device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+@dataclass
+class EncodeStats:
+    """What the last ``encode`` call did; ``truncated`` lists input indices cut at max length."""
+
+    texts: int = 0
+    tokens: int = 0
+    batches: int = 0
+    windows: int = 0
+    truncated: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def validate_texts(texts: object) -> list[str]:
+    """A list of non-empty strings, or an :class:`InputError` naming the bad item."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, Sequence) and not hasattr(texts, "__iter__"):
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if text is None:
+            raise InputError(f"item {i} is None; expected a non-empty string")
+        if not isinstance(text, str):
+            raise InputError(f"item {i} is {type(text).__name__} ({text!r:.40}); expected a string")
+        if not text.strip():
+            raise InputError(f"item {i} is an empty string; empty texts have no embedding")
+    return out
+
+
+class Embedder:
+    """A loaded model: ``encode`` texts to numpy vectors, ``save`` as a sentence-transformers folder."""
+
+    def __init__(self, model, *, name: str = "model", provenance: str = "", dtype: str = "auto"):
+        self.model = model
+        self.name = name
+        self.provenance = provenance
+        self.tokenizer = model.tokenizer
+        self.device = str(model.device)
+        self.amp_dtype = _amp_dtype(self.device, dtype)
+        self.last_stats = EncodeStats()
+        self._prefix, self._suffix = _special_framing(self.tokenizer)
+        self._pad_id = self.tokenizer.pad_token_id
+        if self._pad_id is None:
+            self._pad_id = self.tokenizer.eos_token_id or 0
+        self._wants_token_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", [])
+        from sentence_transformers.models import Normalize
+
+        self._modules = [m for m in model if not isinstance(m, Normalize)]
+
+    # ---- facts about the model -------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        get = getattr(self.model, "get_embedding_dimension", None)
+        get = get or self.model.get_sentence_embedding_dimension
+        return int(get())
+
+    @property
+    def max_length(self) -> int:
+        return int(self.model.max_seq_length or 512)
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return dict(self.model.prompts or {})
+
+    def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str:
+        """An explicit prompt wins; then a named prompt from the model's config; then its default."""
+        if prompt is not None:
+            return prompt
+        name = prompt_name or getattr(self.model, "default_prompt_name", None)
+        if name is None:
+            return ""
+        if name not in self.prompts:
+            known = ", ".join(sorted(self.prompts)) or "none"
+            raise InputError(f"model {self.name} has no prompt named '{name}' (it has: {known})")
+        return self.prompts[name]
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Content token ids (no special tokens, no truncation)."""
+        enc = self.tokenizer(texts, add_special_tokens=False, truncation=False, padding=False,
+                             return_attention_mask=False, verbose=False)
+        return [list(ids) for ids in enc["input_ids"]]
+
+    def count_tokens(self, texts: list[str], prompt: str = "") -> list[int]:
+        """Tokens each text feeds the model (special tokens included, before truncation)."""
+        extra = len(self._prefix) + len(self._suffix)
+        return [len(ids) + extra for ids in self.tokenize([prompt + t for t in texts])]
+
+    # ---- encoding --------------------------------------------------------------------------
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        batch_size: int = 64,
+        max_batch_tokens: int = 16384,
+        normalize: bool = True,
+        truncate: str = "truncate",
+        max_length: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts; float32 array of shape (n, dim), or (dim,) for a single string.
+
+        ``truncate``: "truncate" cuts at the model's max length (see ``last_stats.truncated``),
+        "error" refuses over-long texts, "window" averages embeddings of consecutive windows.
+        """
+        single = isinstance(texts, str)
+        items = validate_texts(texts)
+        if truncate not in TRUNCATE_MODES:
+            raise InputError(f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got '{truncate}'")
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise InputError("batch_size and max_batch_tokens must be positive")
+        start = time.perf_counter()
+        prefix_text = self.resolve_prompt(prompt, prompt_name)
+        limit = min(max_length or self.max_length, self.max_length)
+        room = limit - len(self._prefix) - len(self._suffix)
+        if room < 1:
+            raise InputError(f"max_length {limit} leaves no room for text after special tokens")
+        stats = EncodeStats(texts=len(items))
+        if not items:
+            self.last_stats = stats
+            return np.zeros((0, self.dim), dtype=np.float32)
+
+        # Units of work: (text index, content ids). Long texts become one or several units.
+        owner: list[int] = []
+        units: list[list[int]] = []
+        for i, ids in enumerate(self.tokenize([prefix_text + t for t in items])):
+            if len(ids) > room:
+                if truncate == "error":
+                    over = len(ids) + len(self._prefix) + len(self._suffix)
+                    raise InputError(
+                        f"item {i} has {over} tokens, more than the model's limit of {limit}"
+                    )
+                if truncate == "window":
+                    for s in range(0, len(ids), room):
+                        owner.append(i)
+                        units.append(ids[s : s + room])
+                    stats.windows += (len(ids) + room - 1) // room
+                    continue
+                stats.truncated.append(i)
+                ids = ids[:room]
+            owner.append(i)
+            units.append(ids)
+
+        pooled = self._embed_units(units, batch_size, max_batch_tokens, show_progress, stats)
+        weights = torch.tensor([max(len(u), 1) for u in units], dtype=torch.float32)
+        index = torch.tensor(owner)
+        out = torch.zeros(len(items), pooled.shape[1], dtype=torch.float32)
+        out.index_add_(0, index, pooled * weights[:, None])
+        total = torch.zeros(len(items)).index_add_(0, index, weights)
+        out /= total[:, None]
+        if normalize:
+            out = torch.nn.functional.normalize(out, p=2, dim=1)
+        stats.seconds = time.perf_counter() - start
+        self.last_stats = stats
+        result = out.numpy()
+        return result[0] if single else result
+
+    def _embed_units(self, units, batch_size, max_batch_tokens, show_progress, stats) -> torch.Tensor:
+        extra = len(self._prefix) + len(self._suffix)
+        order = sorted(range(len(units)), key=lambda k: len(units[k]), reverse=True)
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for k in order:
+            # Sorted longest first: the first item of a batch sets its padded length.
+            width = len(units[current[0]]) + extra if current else len(units[k]) + extra
+            if current and (len(current) >= batch_size or width * (len(current) + 1) > max_batch_tokens):
+                batches.append(current)
+                current = []
+            current.append(k)
+        if current:
+            batches.append(current)
+        stats.batches = len(batches)
+
+        if show_progress is None:
+            show_progress = len(units) >= 2000
+        progress = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(units), desc=f"encode {self.name}", unit="text", leave=False,
+                            disable=None)
+        result = torch.empty(len(units), self.dim, dtype=torch.float32)
+        with torch.inference_mode():
+            for batch in batches:
+                features = self._features([units[k] for k in batch])
+                stats.tokens += int(features["attention_mask"].sum())
+                emb = self._forward(features)
+                result[torch.tensor(batch)] = emb.float().cpu()
+                if progress is not None:
+                    progress.update(len(batch))
+        if progress is not None:
+            progress.close()
+        return result
+
+    def _features(self, batch: list[list[int]]) -> dict[str, torch.Tensor]:
+        seqs = [self._prefix + ids + self._suffix for ids in batch]
+        width = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            input_ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[r, : len(s)] = 1
+        features = {"input_ids": input_ids, "attention_mask": mask}
+        if self._wants_token_types:
+            features["token_type_ids"] = torch.zeros_like(input_ids)
+        return {k: v.to(self.device) for k, v in features.items()}
+
+    def _forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        ctx = (torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+               if self.amp_dtype is not None else _nullcontext())
+        with ctx:
+            for module in self._modules:
+                features = module(features)
+        return features["sentence_embedding"]
+
+    # ---- persistence -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a sentence-transformers folder (prompts and pooling kept) atomically."""
+        from m3e.utils.atomic import atomic_dir
+
+        target = Path(path)
+        if target.exists() and any(target.iterdir()):
+            raise InputError(f"{target} exists and is not empty; choose a new folder")
+        if target.exists():
+            target.rmdir()
+        with atomic_dir(target) as tmp:
+            self.model.save(str(tmp))
+        return target
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _amp_dtype(device: str, dtype: str):
+    if dtype not in ("auto", "float32", "float16", "bfloat16"):
+        raise InputError(f"dtype must be auto, float32, float16 or bfloat16, got '{dtype}'")
+    if not device.startswith("cuda") or dtype == "float32":
+        return None
+    if dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return getattr(torch, dtype)
+
+
+def _special_framing(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens a tokenizer puts before and after one text (e.g. <s> ... </s>)."""
+    probe = "m3e probe 你好"
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return full[:i], full[i + len(plain) :]
+    raise RuntimeError("cannot locate the text inside the tokenizer's special-token template")
