@@ -1,0 +1,63 @@
+"""Reading texts to embed: every problem names file and line; nothing is dropped silently."""
+
+from __future__ import annotations
+
+import pytest
+
+from m3e.data.texts import read_texts
+from m3e.errors import InputError
+
+
+def test_txt_lines(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("第一行\n第二行\n", encoding="utf-8")
+    got = read_texts(f)
+    assert got.texts == ["第一行", "第二行"] and got.lines == [1, 2]
+
+
+def test_txt_blank_line_is_an_error_unless_skipped(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("a\n\nb\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"a.txt:2: empty line"):
+        read_texts(f)
+    got = read_texts(f, skip_blank=True)
+    assert got.texts == ["a", "b"] and got.lines == [1, 3] and got.skipped_blank == 1
+
+
+def test_jsonl_errors_name_line(tmp_path):
+    f = tmp_path / "a.jsonl"
+    f.write_text('{"text": "好"}\n{"text": \n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"a.jsonl:2: invalid JSON"):
+        read_texts(f)
+    f.write_text('{"text": "好"}\n{"body": "x"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"a.jsonl:2: no field 'text' \(fields: body\)"):
+        read_texts(f)
+    f.write_text('{"text": 5}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"a.jsonl:1: field 'text' is int"):
+        read_texts(f)
+    f.write_text('{"body": "x", "id": 1}\n', encoding="utf-8")
+    assert read_texts(f, column="body").texts == ["x"]
+
+
+def test_csv_and_tsv(tmp_path):
+    f = tmp_path / "a.csv"
+    f.write_text('id,text\n1,"你好,世界"\n2,再见\n', encoding="utf-8")
+    got = read_texts(f)
+    assert got.texts == ["你好,世界", "再见"] and got.lines == [2, 3]
+    t = tmp_path / "a.tsv"
+    t.write_text("text\tid\n你好\t1\n", encoding="utf-8")
+    assert read_texts(t).texts == ["你好"]
+    with pytest.raises(InputError, match=r"a.csv:1: no column 'body'"):
+        read_texts(f, column="body")
+    f.write_text("id,text\n1,a,extra\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"a.csv:2: more fields than the header"):
+        read_texts(f)
+
+
+def test_not_utf8_and_missing(tmp_path):
+    f = tmp_path / "gbk.txt"
+    f.write_bytes("第一行\n第二行".encode("gbk"))
+    with pytest.raises(InputError, match=r"gbk.txt:1: not valid UTF-8"):
+        read_texts(f)
+    with pytest.raises(InputError, match="file not found"):
+        read_texts(tmp_path / "nope.txt")

@@ -1,0 +1,86 @@
+"""End-to-end through the installed `m3e` command, in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def run(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    script = Path(sys.executable).with_name("m3e")  # the installed console script
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "m3e.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_encode_to_npy_and_jsonl_matches_api(tiny_st_dir, tiny_model, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "今天天气很好"}\n{"text": "I like apples"}\n', encoding="utf-8")
+    out = tmp_path / "v.npy"
+    r = run("encode", "-i", str(src), "-o", str(out), "--model", str(tiny_st_dir))
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(np.load(out), tiny_model.encode(["今天天气很好", "I like apples"]), atol=1e-6)
+    out2 = tmp_path / "v.jsonl"
+    r = run("encode", "你好", "--prompt-name", "query", "-o", str(out2), "--model", str(tiny_st_dir))
+    assert r.returncode == 0, r.stderr
+    row = json.loads(out2.read_text(encoding="utf-8"))
+    np.testing.assert_allclose(row["embedding"], tiny_model.encode("你好", prompt_name="query"), atol=1e-6)
+
+
+def test_encode_reports_truncation(tiny_st_dir):
+    r = run("encode", "短", "长文本" * 40, "--model", str(tiny_st_dir))
+    assert r.returncode == 0
+    assert "truncated 1 of 2 texts at 64 tokens (text 1)" in r.stderr
+    assert len(r.stdout.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["encode"], "give texts as arguments or --input"),
+    (["encode", "x", "--model", "no-such-model"], "Unknown model 'no-such-model'"),
+    (["encode", "x", "-o", "out.txt"], "--output must end in .npy or .jsonl"),
+    (["encode", "--input", "/no/such/file.txt"], "/no/such/file.txt: file not found"),
+    (["encode", "x", "", "--model", "TINY"], "item 1 is an empty string"),
+    (["encode", "x", "--truncate", "bad", "--model", "TINY"], "truncate must be one of"),
+    (["similarity", "one", "--model", "TINY"], "at least two texts"),
+])
+def test_user_errors_are_one_line_no_traceback(args, message, tiny_st_dir, tmp_path):
+    args = [str(tiny_st_dir) if a == "TINY" else a for a in args]
+    r = run(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_output_leaves_nothing_behind(tiny_st_dir, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("好\n\n", encoding="utf-8")
+    out = tmp_path / "v.npy"
+    r = run("encode", "-i", str(src), "-o", str(out), "--model", str(tiny_st_dir))
+    assert r.returncode == 2 and "in.txt:2: empty line" in r.stderr
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_similarity_json(tiny_st_dir, tiny_model):
+    r = run("similarity", "今天天气很好", "今天阳光明媚", "I like apples", "--json", "--model", str(tiny_st_dir))
+    assert r.returncode == 0, r.stderr
+    got = np.array(json.loads(r.stdout)["similarity"])
+    v = tiny_model.encode(["今天天气很好", "今天阳光明媚", "I like apples"], prompt_name="query")
+    np.testing.assert_allclose(got, v @ v.T, atol=1e-5)
+
+
+@pytest.mark.builtin
+def test_demo_and_models_on_builtin(builtin_model):
+    r = run("demo")
+    assert r.returncode == 0, r.stderr
+    assert "multilingual-e5-small-q4" in r.stdout and "semantic search" in r.stdout
+    # The panda question finds the panda passage first.
+    after = r.stdout.split("大熊猫吃什么", 1)[1]
+    assert "[panda]" in after.splitlines()[1]
+    r = run("models")
+    assert r.returncode == 0 and "multilingual-e5-small-q4" in r.stdout and "ready" in r.stdout
