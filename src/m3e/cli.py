@@ -182,6 +182,46 @@ def demo(
     console.print(f"\ndone in {time.perf_counter() - t0:.1f}s")
 
 
+@app.command("eval")
+def eval_cmd(
+    tasks: Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated task names.")] = None,
+    category: Annotated[str | None, typer.Option(help="Run every built-in task of a category (s2s, ...).")]
+    = None,
+    all_tasks: Annotated[bool, typer.Option("--all", help="Run every built-in task.")] = False,
+    data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Folder holding the dataset "
+                                                  "folders (default: $M3E_DATA_DIR).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Results folder.")] = Path("results"),
+    list_tasks: Annotated[bool, typer.Option("--list", help="List the built-in tasks and exit.")] = False,
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Evaluate a model on built-in Chinese tasks with MTEB's metrics; writes JSON per task + summary.md."""
+    from m3e.evaluation.tasks import BUILTIN_TASKS, select_tasks
+
+    if list_tasks:
+        for t in BUILTIN_TASKS.values():
+            typer.echo(f"{t.name:10} {t.type:19} {t.category:4} {t.main_score:16} {t.description}")
+        return
+    if sum([bool(tasks), bool(category), all_tasks]) != 1:
+        raise InputError("choose the tasks with exactly one of --tasks, --category or --all (see --list)")
+    chosen = select_tasks([n.strip() for n in tasks.split(",") if n.strip()] if tasks else None, category)
+    if data_dir is None:
+        raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
+    if not data_dir.is_dir():
+        raise InputError(f"data folder {data_dir} does not exist")
+    from m3e.evaluation.runner import evaluate
+
+    embedder = _load(model, device, threads, trust_remote_code)
+
+    def show(result: dict) -> None:
+        dropped = "".join(f", dropped {n} rows ({why})" for why, n in result["dropped"].items())
+        typer.echo(f"{result['task']:10} {result['main_score_name']:16} {result['main_score'] * 100:6.2f}  "
+                   f"({result['n_samples']} samples{dropped}, {result['seconds']:.1f}s)")
+
+    evaluate(embedder, chosen, data_dir, output, progress=show)
+    typer.echo(f"results in {output}/, summary in {output / 'summary.md'}")
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one clear line and exit code 2."""
     try:

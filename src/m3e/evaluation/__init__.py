@@ -1,0 +1,1 @@
+"""Evaluation: MTEB-exact metrics, built-in Chinese tasks on local files, and a runner writing results."""
