@@ -56,17 +56,13 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     return [(no, line) for no, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
-def load_tsv_pairs(path: Path, label_map: dict[str, float] | None = None) -> PairData:
-    """``sentence1<TAB>sentence2<TAB>label`` rows; ``label_map`` maps string labels (others are dropped)."""
-    s1, s2, labels, dropped = [], [], [], {}
-    for no, line in _lines(path):
-        parts = line.split("\t")
-        if len(parts) != 3:
-            raise InputError(f"{path}:{no}: expected 3 tab-separated fields, found {len(parts)}")
-        a, b, raw = parts
+def _collect(path: Path, rows, label_map: dict[str, float] | None) -> PairData:
+    """Turn ``(line, sentence1, sentence2, raw label)`` rows into PairData; unmapped labels are counted."""
+    data = PairData([], [], [])
+    for no, a, b, raw in rows:
         if label_map is not None:
             if raw not in label_map:
-                dropped[f"label {raw}"] = dropped.get(f"label {raw}", 0) + 1
+                data.dropped[f"label {raw}"] = data.dropped.get(f"label {raw}", 0) + 1
                 continue
             value = label_map[raw]
         else:
@@ -74,40 +70,43 @@ def load_tsv_pairs(path: Path, label_map: dict[str, float] | None = None) -> Pai
                 value = float(raw)
             except ValueError:
                 raise InputError(f"{path}:{no}: label '{raw}' is not a number") from None
-        if not a.strip() or not b.strip():
-            raise InputError(f"{path}:{no}: empty sentence")
-        s1.append(a)
-        s2.append(b)
-        labels.append(value)
-    return PairData(s1, s2, labels, dropped)
+        for key, text in (("sentence1", a), ("sentence2", b)):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"{path}:{no}: {key} is empty or not a string")
+        data.sentences1.append(a)
+        data.sentences2.append(b)
+        data.labels.append(value)
+    return data
+
+
+def load_tsv_pairs(path: Path, label_map: dict[str, float] | None = None) -> PairData:
+    """``sentence1<TAB>sentence2<TAB>label`` rows; ``label_map`` maps string labels (others are dropped)."""
+
+    def rows():
+        for no, line in _lines(path):
+            parts = line.split("\t")
+            if len(parts) != 3:
+                raise InputError(f"{path}:{no}: expected 3 tab-separated fields, found {len(parts)}")
+            yield no, *parts
+
+    return _collect(path, rows(), label_map)
 
 
 def load_jsonl_pairs(path: Path, label_map: dict[str, float] | None = None) -> PairData:
     """JSON lines with sentence1, sentence2, label (int or string)."""
-    s1, s2, labels, dropped = [], [], [], {}
-    for no, line in _lines(path):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
-        for key in ("sentence1", "sentence2", "label"):
-            if key not in row:
-                raise InputError(f"{path}:{no}: missing field '{key}'")
-        raw = str(row["label"])
-        if label_map is not None:
-            if raw not in label_map:
-                dropped[f"label {raw}"] = dropped.get(f"label {raw}", 0) + 1
-                continue
-            value = label_map[raw]
-        else:
+
+    def rows():
+        for no, line in _lines(path):
             try:
-                value = float(raw)
-            except ValueError:
-                raise InputError(f"{path}:{no}: label '{raw}' is not a number") from None
-        s1.append(row["sentence1"])
-        s2.append(row["sentence2"])
-        labels.append(value)
-    return PairData(s1, s2, labels, dropped)
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
+            for key in ("sentence1", "sentence2", "label"):
+                if key not in row:
+                    raise InputError(f"{path}:{no}: missing field '{key}'")
+            yield no, row["sentence1"], row["sentence2"], str(row["label"])
+
+    return _collect(path, rows(), label_map)
 
 
 def _sts(name: str, rel: str, description: str, loader=load_tsv_pairs) -> Task:
