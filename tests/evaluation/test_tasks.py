@@ -14,6 +14,16 @@ EXPECTED = {  # rows used, from each dataset's SOURCE.md
     "ATEC": 20_000, "BQ": 10_000, "LCQMC": 12_500, "PAWSX": 2_000, "STSB": 1_361, "AFQMC": 4_316,
     "SOHU-dd": 500, "SOHU-dc": 500, "Ocnli": 3_000 - 1_103 - 50, "Cmnli": 12_241 - 3_926,
 }
+# Classification: (test rows, training-pool rows, classes, dropped) after documented filtering.
+CLASSIFICATION = {
+    "TNews": (10_000 - 235, 2_010 - 73, 15, {"duplicate text": 235, "train-pool title also in test": 73}),
+    "IFlyTek": (871, 870, 90, {"label with fewer than 2 rows": 8}),  # 1,749 rows, 50/50
+    "EPRSTMT": (305, 305, 2, {}),
+    "CSLDCP": (891, 891, 64, {"label with fewer than 2 rows": 2}),  # 1,784 rows
+    "ChnSentiCorp": (589, 589, 2, {"duplicate text": 22}),  # 1,200 rows
+    "Waimai": (1_000, 11_987 - 7 - 1_000, 2, {"duplicate text": 7}),
+    "OnlineShopping": (1_000, 62_774 - 49 - 1 - 1_000, 2, {"duplicate text": 49, "empty text": 1}),
+}
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -22,6 +32,42 @@ def test_builtin_loader_row_counts(shared_data, name):
     assert len(data) == EXPECTED[name] == len(data.sentences1) == len(data.sentences2)
     if BUILTIN_TASKS[name].type == "PairClassification":
         assert set(data.labels) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("name", list(CLASSIFICATION))
+def test_classification_loaders(shared_data, name):
+    n_test, n_train, n_classes, dropped = CLASSIFICATION[name]
+    data = BUILTIN_TASKS[name].load(shared_data)
+    assert (len(data.texts), len(data.train_texts)) == (n_test, n_train)
+    assert len(set(data.labels)) == n_classes and set(data.labels) == set(data.train_labels)
+    assert data.dropped == dropped
+    assert not set(data.texts) & set(data.train_texts)  # no test text in the training pool
+    again = BUILTIN_TASKS[name].load(shared_data)  # the fixed-seed split is the same every time
+    assert again.texts == data.texts and again.train_texts == data.train_texts
+
+
+def test_clustering_retrieval_bitext_loaders(shared_data):
+    counts = {name: BUILTIN_TASKS[name].load(shared_data) for name in (
+        "CLSClusteringS2S", "CLSClusteringP2P", "CSLDisciplineClustering", "CSLRetrieval", "CMRC2018Retrieval",
+        "WMT19BitextMining", "WMT20BitextMining")}
+    assert [len(set(counts[n].labels)) for n in ("CLSClusteringS2S", "CLSClusteringP2P")] == [13, 13]
+    assert len(counts["CSLDisciplineClustering"]) == 1_000 and len(set(counts["CSLDisciplineClustering"].labels)) == 67
+    csl = counts["CSLRetrieval"]
+    assert (len(csl.queries), len(csl.corpus)) == (1_000, 1_000)
+    cmrc = counts["CMRC2018Retrieval"]
+    assert (len(cmrc.queries), len(cmrc.corpus)) == (3_219, 848)
+    assert all(len(q) == 1 and next(iter(q)) in set(cmrc.doc_ids) for q in cmrc.qrels)
+    assert (len(counts["WMT19BitextMining"]), len(counts["WMT20BitextMining"])) == (2_001, 1_418)
+
+
+def test_lines_survive_unicode_line_separators(tmp_path):
+    f = tmp_path / "c.jsonl"
+    f.write_text('{"sentence": "a\u2028b", "label": 1}\n{"sentence": "c", "label": 2}\n', encoding="utf-8")
+    f.write_text(f.read_text(encoding="utf-8").replace("\\u2028", "\u2028"), encoding="utf-8")
+    from m3e.evaluation.data import jsonl_rows
+
+    rows = list(jsonl_rows(f))
+    assert [no for no, _ in rows] == [1, 2] and rows[0][1]["sentence"] == "a\u2028b"
 
 
 def test_nli_drops_are_reported(shared_data):
@@ -87,7 +133,7 @@ def test_runner_writes_results_and_is_deterministic(tiny_model, tmp_path):
         assert 0 <= a["main_score"] <= 1 or a["main_score_name"].endswith("spearman")
     assert first[1]["dropped"] == {"label neutral": 1} and first[1]["n_samples"] == 3
     summary = (out1 / "summary.md").read_text()
-    assert "toy-sts" in summary and "average s2s" in summary
+    assert "toy-sts" in summary and "average s2s (category" in summary and "average STS (type" in summary
     assert set(load_results(out1)) == {tiny_model.name}
 
 

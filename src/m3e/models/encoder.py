@@ -76,6 +76,18 @@ def validate_texts(texts: object) -> list[str]:
     return out
 
 
+@dataclass
+class Prepared:
+    """Texts after tokenization and the length policy: units of content ids, the text each belongs to, and the
+    tokens each text feeds the model (special tokens included, after truncation)."""
+
+    n: int
+    stats: EncodeStats
+    units: list[list[int]] = field(default_factory=list)
+    owner: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+
 class Embedder:
     """A loaded model: ``encode`` texts to numpy vectors, ``save`` as a sentence-transformers folder."""
 
@@ -154,58 +166,75 @@ class Embedder:
         "error" refuses over-long texts, "window" averages embeddings of consecutive windows.
         """
         single = isinstance(texts, str)
-        items = validate_texts(texts)
-        if truncate not in TRUNCATE_MODES:
-            raise InputError(f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got '{truncate}'")
         if batch_size < 1 or max_batch_tokens < 1:
             raise InputError("batch_size and max_batch_tokens must be positive")
         start = time.perf_counter()
-        prefix_text = self.resolve_prompt(prompt, prompt_name)
-        limit = min(max_length or self.max_length, self.max_length)
-        room = limit - len(self._prefix) - len(self._suffix)
-        if room < 1:
-            raise InputError(f"max_length {limit} leaves no room for text after special tokens")
-        stats = EncodeStats(texts=len(items))
-        if not items:
+        prepared = self.prepare(texts, prompt=prompt, prompt_name=prompt_name, truncate=truncate,
+                                max_length=max_length)
+        stats = prepared.stats
+        if not prepared.units:
             self.last_stats = stats
             return np.zeros((0, self.dim), dtype=np.float32)
+        pooled = self.embed_units(prepared.units, batch_size, max_batch_tokens, show_progress, stats)
+        result = self.combine(prepared, pooled, normalize)
+        stats.seconds = time.perf_counter() - start
+        self.last_stats = stats
+        return result[0] if single else result
 
+    def prepare(self, texts: str | Sequence[str], *, prompt: str | None = None, prompt_name: str | None = None,
+                truncate: str = "truncate", max_length: int | None = None) -> Prepared:
+        """Tokenize (prompt included) and apply the length policy: the model-free half of :meth:`encode`.
+
+        The server runs this in the request handler (token counts, refusals) and leaves the units to its batcher.
+        """
+        items = validate_texts([texts] if isinstance(texts, str) else texts)
+        if truncate not in TRUNCATE_MODES:
+            raise InputError(f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got '{truncate}'")
+        prefix_text = self.resolve_prompt(prompt, prompt_name)
+        limit = min(max_length or self.max_length, self.max_length)
+        extra = len(self._prefix) + len(self._suffix)
+        room = limit - extra
+        if room < 1:
+            raise InputError(f"max_length {limit} leaves no room for text after special tokens")
+        prepared = Prepared(n=len(items), stats=EncodeStats(texts=len(items)))
+        if not items:
+            return prepared
         # Units of work: (text index, content ids). Long texts become one or several units.
-        owner: list[int] = []
-        units: list[list[int]] = []
         for i, ids in enumerate(self.tokenize([prefix_text + t for t in items])):
             if len(ids) > room:
                 if truncate == "error":
-                    over = len(ids) + len(self._prefix) + len(self._suffix)
-                    raise InputError(
-                        f"item {i} has {over} tokens, more than the model's limit of {limit}"
-                    )
+                    raise InputError(f"item {i} has {len(ids) + extra} tokens, more than the model's limit of {limit}")
                 if truncate == "window":
                     for s in range(0, len(ids), room):
-                        owner.append(i)
-                        units.append(ids[s : s + room])
-                    stats.windows += (len(ids) + room - 1) // room
+                        prepared.owner.append(i)
+                        prepared.units.append(ids[s : s + room])
+                    prepared.stats.windows += (len(ids) + room - 1) // room
+                    prepared.tokens.append(len(ids) + extra * ((len(ids) + room - 1) // room))
                     continue
-                stats.truncated.append(i)
+                prepared.stats.truncated.append(i)
                 ids = ids[:room]
-            owner.append(i)
-            units.append(ids)
+            prepared.owner.append(i)
+            prepared.units.append(ids)
+            prepared.tokens.append(len(ids) + extra)
+        return prepared
 
-        pooled = self._embed_units(units, batch_size, max_batch_tokens, show_progress, stats)
+    def combine(self, prepared: Prepared, pooled: torch.Tensor, normalize: bool = True) -> np.ndarray:
+        """Unit vectors -> one vector per text (windows averaged, weighted by their token counts)."""
+        units = prepared.units
         weights = torch.tensor([max(len(u), 1) for u in units], dtype=torch.float32)
-        index = torch.tensor(owner)
-        out = torch.zeros(len(items), pooled.shape[1], dtype=torch.float32)
+        index = torch.tensor(prepared.owner)
+        out = torch.zeros(prepared.n, pooled.shape[1], dtype=torch.float32)
         out.index_add_(0, index, pooled * weights[:, None])
-        total = torch.zeros(len(items)).index_add_(0, index, weights)
+        total = torch.zeros(prepared.n).index_add_(0, index, weights)
         out /= total[:, None]
         if normalize:
             out = torch.nn.functional.normalize(out, p=2, dim=1)
-        stats.seconds = time.perf_counter() - start
-        self.last_stats = stats
-        result = out.numpy()
-        return result[0] if single else result
+        return out.numpy()
 
-    def _embed_units(self, units, batch_size, max_batch_tokens, show_progress, stats) -> torch.Tensor:
+    def embed_units(self, units: list[list[int]], batch_size: int = 64, max_batch_tokens: int = 16384,
+                    show_progress: bool | None = False, stats: EncodeStats | None = None) -> torch.Tensor:
+        """Pooled (unnormalized) vectors of content-id sequences, in length-sorted token-budget batches."""
+        stats = stats if stats is not None else EncodeStats()
         extra = len(self._prefix) + len(self._suffix)
         order = sorted(range(len(units)), key=lambda k: len(units[k]), reverse=True)
         batches: list[list[int]] = []
@@ -219,7 +248,7 @@ class Embedder:
             current.append(k)
         if current:
             batches.append(current)
-        stats.batches = len(batches)
+        stats.batches += len(batches)
 
         if show_progress is None:
             show_progress = len(units) >= 2000

@@ -1,0 +1,258 @@
+"""The built-in Chinese tasks, read from the original files in the data folder (never a copy in the repo).
+
+Each task's description says where our file differs from C-MTEB's (split, size, sampling). Corpora without
+a split get a fixed-seed stratified split (seed 42), so every run and every model sees the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from m3e.errors import InputError
+from m3e.evaluation.data import (
+    BitextData,
+    LabelledData,
+    RetrievalData,
+    clean_labelled,
+    count,
+    csv_rows,
+    field_text,
+    jsonl_rows,
+    lines,
+    load_jsonl_pairs,
+    load_tsv_pairs,
+    need,
+    read_text,
+    split_train_test,
+)
+from m3e.evaluation.tasks import MAIN_SCORES, Task
+
+NLI = {"entailment": 1.0, "contradiction": 0.0}
+SEED = 42
+
+
+# --- loaders --------------------------------------------------------------------------------------------------
+
+def _jsonl_labelled(path: Path, text_key: str, label_key: str, min_per_label: int = 1) -> LabelledData:
+    rows = ((no, field_text(path, no, row, text_key), str(row.get(label_key, "")) or _no_label(path, no, label_key))
+            for no, row in jsonl_rows(path))
+    return clean_labelled(path, rows, min_per_label)
+
+
+def _no_label(path: Path, no: int, key: str) -> str:
+    raise InputError(f"{path}:{no}: missing field '{key}'")
+
+
+def load_tnews(root: Path) -> LabelledData:
+    """Test: CLUE TNEWS dev (C-MTEB's validation split). Training pool: FewCLUE's public TNEWS test, minus the
+    titles it shares with the dev file (C-MTEB draws from CLUE train, which is not in the data folder)."""
+    test = _jsonl_labelled(root / "TNEWS" / "dev.json", "sentence", "label_desc")
+    pool = _jsonl_labelled(root / "FewCLUE_tnews" / "test_public.json", "sentence", "label_desc")
+    seen = set(test.texts)
+    keep = [i for i, t in enumerate(pool.texts) if t not in seen]
+    count(test.dropped, "train-pool title also in test", len(pool.texts) - len(keep))
+    test.train_texts = [pool.texts[i] for i in keep]
+    test.train_labels = [pool.labels[i] for i in keep]
+    for reason, n in pool.dropped.items():
+        count(test.dropped, f"train pool: {reason}", n)
+    return test
+
+
+def _split(loader, test_size):
+    return lambda root: split_train_test(loader(root), test_size, SEED)
+
+
+def load_chnsenticorp(root: Path) -> LabelledData:
+    path = root / "ChnSentiCorp" / "dev.tsv"
+
+    def rows():
+        for no, line in lines(path):
+            text, sep, label = line.rpartition("\t")
+            if not sep or label not in ("positive", "negative"):
+                raise InputError(f"{path}:{no}: expected text<TAB>positive|negative")
+            yield no, text, label
+
+    return clean_labelled(path, rows())
+
+
+def load_waimai(root: Path) -> LabelledData:
+    path = root / "waimai_10k" / "waimai_10k.csv"
+    return clean_labelled(path, ((no, field_text(path, no, r, "review"), field_text(path, no, r, "label"))
+                                 for no, r in csv_rows(path)))
+
+
+def load_online_shopping(root: Path) -> LabelledData:
+    path = need(root / "online_shopping_10_cats" / "online_shopping_10_cats.zip")
+    with zipfile.ZipFile(path) as z:
+        text = z.read("online_shopping_10_cats.csv").decode("utf-8-sig")
+    where = path / "online_shopping_10_cats.csv"
+    return clean_labelled(where, ((no, r.get("review") or "", field_text(where, no, r, "label"))
+                                  for no, r in csv_rows(where, text)))
+
+
+def _csl_columns(path: Path) -> list[tuple[int, str, str]]:
+    rows = []
+    for no, line in lines(path):
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise InputError(f"{path}:{no}: expected 3 tab-separated fields, found {len(parts)}")
+        rows.append((no, parts[1], parts[2]))
+    return rows
+
+
+def load_csl_titles(root: Path) -> LabelledData:
+    path = root / "CSL_benchmark" / "cls_ctg" / "test.tsv"
+    return clean_labelled(path, _csl_columns(path))
+
+
+def load_csl_title_abstract(root: Path) -> LabelledData:
+    ctg = _csl_columns(root / "CSL_benchmark" / "cls_ctg" / "test.tsv")
+    ts = _csl_columns(root / "CSL_benchmark" / "ts" / "test.tsv")
+    if len(ctg) != len(ts) or any(a[1] != b[2] for a, b in zip(ctg, ts, strict=True)):
+        raise InputError(f"{root / 'CSL_benchmark'}: cls_ctg and ts test files are not row-aligned")
+    rows = ((no, title + abstract, label) for (no, title, label), (_, abstract, _) in zip(ctg, ts, strict=True))
+    return clean_labelled(root / "CSL_benchmark", rows)
+
+
+def load_csl_disciplines(root: Path) -> LabelledData:
+    path = root / "CSL_benchmark" / "cls_dcp" / "test.tsv"
+    return clean_labelled(path, _csl_columns(path))
+
+
+def load_csl_retrieval(root: Path) -> RetrievalData:
+    """Queries: titles; corpus: abstracts (duplicates merged into one document); qrels: the same paper."""
+    data = RetrievalData([], [], [], [])
+    ids: dict[str, str] = {}
+    for _no, abstract, title in _csl_columns(root / "CSL_benchmark" / "ts" / "test.tsv"):
+        if abstract not in ids:
+            ids[abstract] = f"d{len(ids)}"
+            data.corpus.append(abstract)
+            data.doc_ids.append(ids[abstract])
+        else:
+            count(data.dropped, "duplicate abstract merged")
+        data.queries.append(title)
+        data.qrels.append({ids[abstract]: 1})
+    return data
+
+
+def load_cmrc_retrieval(root: Path) -> RetrievalData:
+    path = root / "CMRC2018" / "cmrc2018_dev.json"
+    try:
+        doc = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    data = RetrievalData([], [], [], [])
+    for article in doc.get("data", []):
+        for para in article.get("paragraphs", []):
+            pid = str(para["id"])
+            data.corpus.append(para["context"])
+            data.doc_ids.append(pid)
+            for qa in para.get("qas", []):
+                if not qa.get("question", "").strip():
+                    count(data.dropped, "empty question")
+                    continue
+                data.queries.append(qa["question"])
+                data.qrels.append({pid: 1})
+    if len(set(data.doc_ids)) != len(data.doc_ids):
+        raise InputError(f"{path}: paragraph ids are not unique")
+    return data
+
+
+def load_wmt(year: int):
+    def load(root: Path) -> BitextData:
+        path = root / "WMT_newstest_zh-en" / f"damo_mt_testsets_zh2en_news_wmt{year}.csv"
+        data = BitextData([], [])
+        for no, row in csv_rows(path):
+            zh, en = field_text(path, no, row, "0"), field_text(path, no, row, "1")
+            if not zh.strip() or not en.strip():
+                count(data.dropped, "empty side")
+                continue
+            data.sentences1.append(zh)
+            data.sentences2.append(en)
+        return data
+
+    return load
+
+
+# --- registry ---------------------------------------------------------------------------------------------------
+
+def _sts(name: str, rel: str, description: str, loader=load_tsv_pairs) -> Task:
+    return Task(name, "STS", "s2s", description, MAIN_SCORES["STS"], lambda root: loader(root / rel), mteb_name=name)
+
+
+def _cls(name, category, description, load, mteb_name=None, **params) -> Task:
+    params = {"samples_per_label": 32, "n_experiments": 10, **params}
+    return Task(name, "Classification", category, description, "accuracy", load, params=params, mteb_name=mteb_name)
+
+
+def _clu(name, category, description, load, mteb_name=None) -> Task:
+    return Task(name, "Clustering", category, description, "v_measure", load, mteb_name=mteb_name,
+                params={"max_documents": 2048, "sample_size": 16_384, "n_samples": 10})
+
+
+_TASKS = [
+    _sts("ATEC", "ATEC/ATEC.test.data", "Ant Financial question matching, binary labels scored by Spearman as "
+         "in C-MTEB; senteval_cn test split (20,000 pairs; C-MTEB uses the same 20,000-pair test)."),
+    _sts("BQ", "BQ/BQ.test.data", "Bank question matching, binary, Spearman (C-MTEB protocol), 10,000 test pairs."),
+    _sts("LCQMC", "LCQMC/LCQMC.test.data", "Large-scale Chinese question matching, binary, Spearman, 12,500 test "
+         "pairs."),
+    _sts("PAWSX", "PAWSX/PAWSX.test.data", "PAWS-X zh paraphrase adversaries (word order), binary, Spearman, 2,000 "
+         "test pairs."),
+    _sts("STSB", "STS-B/STS-B.test.data", "STS-B translated to Chinese, scores 0-5 (rounded), Spearman, 1,361 test "
+         "pairs (C-MTEB's STSB has 1,360)."),
+    _sts("AFQMC", "AFQMC/dev.json", "Alipay question matching, CLUE dev split as in C-MTEB (4,316 pairs), labels are "
+         "strings '0'/'1'; overlaps ATEC.", loader=lambda p: load_jsonl_pairs(p, {"0": 0.0, "1": 1.0})),
+    _sts("SOHU-dd", "SOHU/dd-test.jsonl", "Sohu short document vs document, labels 0/3/5, Spearman (text2vec "
+         "protocol), 500 pairs; not in C-MTEB.", loader=load_jsonl_pairs),
+    _sts("SOHU-dc", "SOHU/dc-test.jsonl", "Sohu short document vs long document (~1,000 chars, truncated at the "
+         "model's max length), labels 0/3/5, Spearman, 500 pairs; not in C-MTEB.", loader=load_jsonl_pairs),
+    Task("Ocnli", "PairClassification", "s2s", "Original Chinese NLI dev split (C-MTEB protocol): entailment=1, "
+         "contradiction=0, neutral and '-' dropped; main score max accuracy over similarity functions.",
+         "max_accuracy", lambda root: load_jsonl_pairs(root / "OCNLI" / "dev.json", NLI), mteb_name="Ocnli"),
+    Task("Cmnli", "PairClassification", "s2s", "Chinese MNLI dev split (C-MTEB protocol, 12,241 rows before "
+         "dropping neutral); main score max accuracy over similarity functions.",
+         "max_accuracy", lambda root: load_tsv_pairs(root / "CMNLI" / "dev.txt", NLI), mteb_name="Cmnli"),
+    _cls("TNews", "s2s", "Toutiao news titles, 15 classes. Test: the CLUE dev split C-MTEB evaluates (10,000). "
+         "Training pool (32 per label, 10 experiments): FewCLUE's public TNEWS test (2,010, minus 73 titles shared "
+         "with dev); C-MTEB draws from CLUE train, which we do not have.", load_tnews, "TNews"),
+    _cls("IFlyTek", "p2p", "App descriptions, long texts, 119-class label set. FewCLUE public test (1,749), labels "
+         "with one row dropped, fixed-seed stratified 50/50 train pool/test split; C-MTEB uses the CLUE dev split "
+         "(2,599), so numbers are not directly comparable. 5 experiments as in C-MTEB.",
+         _split(lambda r: _jsonl_labelled(r / "FewCLUE_iflytek" / "test_public.json", "sentence", "label_des", 2),
+                0.5), "IFlyTek", n_experiments=5),
+    _cls("EPRSTMT", "s2s", "E-commerce review sentiment (FewCLUE, 610 rows, balanced), fixed-seed stratified 50/50 "
+         "split; the closest public stand-in for C-MTEB's JDReview.",
+         _split(lambda r: _jsonl_labelled(r / "FewCLUE_eprstmt" / "test_public.json", "sentence", "label"), 0.5)),
+    _cls("CSLDCP", "p2p", "Scientific abstracts, 67 disciplines (FewCLUE public test, 1,784 rows), labels with one "
+         "row dropped, fixed-seed stratified 50/50 split; not in C-MTEB.",
+         _split(lambda r: _jsonl_labelled(r / "FewCLUE_csldcp" / "test_public.json", "content", "label", 2), 0.5)),
+    _cls("ChnSentiCorp", "s2s", "Hotel/book/electronics review sentiment, the labelled dev split (1,200), "
+         "fixed-seed stratified 50/50 split; not in C-MTEB.", _split(load_chnsenticorp, 0.5)),
+    _cls("Waimai", "s2s", "Food-delivery review sentiment: the whole corpus (11,987; duplicates dropped), a "
+         "fixed-seed stratified 1,000-row test set as C-MTEB samples one (not the same rows); the rest is the "
+         "training pool.", _split(load_waimai, 1000), "Waimai"),
+    _cls("OnlineShopping", "s2s", "E-commerce review sentiment over 10 product categories (62,774 rows; empty and "
+         "duplicate reviews dropped), fixed-seed stratified 1,000-row test set as C-MTEB samples one (not the same "
+         "rows); the rest is the training pool.", _split(load_online_shopping, 1000), "OnlineShopping"),
+    _clu("CLSClusteringS2S", "s2s", "CSL paper titles into 13 categories; the 1,000-paper CSL benchmark test "
+         "stands in for C-MTEB's full CSL set; MTEB v2 protocol (10 bootstrap samples).", load_csl_titles,
+         "CLSClusteringS2S.v2"),
+    _clu("CLSClusteringP2P", "p2p", "CSL title + abstract into 13 categories (1,000-paper CSL test; C-MTEB uses the "
+         "full CSL set).", load_csl_title_abstract, "CLSClusteringP2P.v2"),
+    _clu("CSLDisciplineClustering", "p2p", "CSL abstracts into 67 disciplines (1,000-paper CSL test); not in "
+         "C-MTEB.", load_csl_disciplines),
+    Task("CSLRetrieval", "Retrieval", "s2p", "CSL title -> its abstract among 1,000 abstracts (CSL benchmark ts "
+         "test); query prompt on titles, passage prompt on abstracts; not in C-MTEB.", "ndcg_at_10",
+         load_csl_retrieval),
+    Task("CMRC2018Retrieval", "Retrieval", "s2p", "CMRC 2018 dev: 3,219 questions -> the paragraph they were "
+         "written on, among 848 Wikipedia paragraphs; lexical overlap is high; not in C-MTEB.", "ndcg_at_10",
+         load_cmrc_retrieval),
+    Task("WMT19BitextMining", "BitextMining", "bitext", "WMT newstest2019 zh-en (ModelScope packaging, 2,001 pairs): "
+         "each Chinese sentence finds its English reference by nearest cosine; not in C-MTEB.", "f1", load_wmt(19)),
+    Task("WMT20BitextMining", "BitextMining", "bitext", "WMT newstest2020 zh-en (1,418 pairs, some multi-sentence); "
+         "not in C-MTEB. newstest2018 is left for training.", "f1", load_wmt(20)),
+]
+
+BUILTIN_TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
