@@ -182,44 +182,282 @@ def demo(
     console.print(f"\ndone in {time.perf_counter() - t0:.1f}s")
 
 
-@app.command("eval")
+eval_app = typer.Typer(help="Evaluate models on Chinese tasks with MTEB's metrics; compare results.",
+                       no_args_is_help=False, add_completion=False)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.callback(invoke_without_command=True)
 def eval_cmd(
+    ctx: typer.Context,
     tasks: Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated task names.")] = None,
-    category: Annotated[str | None, typer.Option(help="Run every built-in task of a category (s2s, ...).")]
-    = None,
+    category: Annotated[str | None, typer.Option(help="Every built-in task of a category (s2s, s2p, p2p, "
+                                                 "bitext).")] = None,
+    task_type: Annotated[str | None, typer.Option("--type", help="Every built-in task of a type (STS, "
+                                                  "Classification, ...).")] = None,
     all_tasks: Annotated[bool, typer.Option("--all", help="Run every built-in task.")] = False,
+    task_file: Annotated[list[Path] | None, typer.Option("--task-file", help="Your own task file (jsonl/csv/tsv; "
+                                                        "formats in docs/evaluation.md). Repeatable.")] = None,
+    file_type: Annotated[str | None, typer.Option("--task-type", help="Type of the --task-file records when "
+                                                  "their fields are ambiguous.")] = None,
     data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Folder holding the dataset "
                                                   "folders (default: $M3E_DATA_DIR).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Results folder.")] = Path("results"),
+    source: Annotated[str, typer.Option(help="local: the files in --data-dir; hub: the C-MTEB datasets of the "
+                                        "same task names through the mteb package (needs the hub).")] = "local",
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep embeddings on disk, keyed by model and "
+                                        "text, so re-runs and added tasks only encode new texts.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: "
+                                                   "$M3E_HOME/embedding-cache).")] = None,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the built-in tasks and exit.")] = False,
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
-    """Evaluate a model on built-in Chinese tasks with MTEB's metrics; writes JSON per task + summary.md."""
+    """Evaluate a model; writes OUTPUT/<model>/<task>.json and OUTPUT/summary.md."""
+    if ctx.invoked_subcommand is not None:
+        return
     from m3e.evaluation.tasks import BUILTIN_TASKS, select_tasks
 
     if list_tasks:
         for t in BUILTIN_TASKS.values():
-            typer.echo(f"{t.name:10} {t.type:19} {t.category:4} {t.main_score:16} {t.description}")
+            typer.echo(f"{t.name:24} {t.type:18} {t.category:6} {t.main_score:15} {t.description}")
         return
-    if sum([bool(tasks), bool(category), all_tasks]) != 1:
-        raise InputError("choose the tasks with exactly one of --tasks, --category or --all (see --list)")
-    chosen = select_tasks([n.strip() for n in tasks.split(",") if n.strip()] if tasks else None, category)
-    if data_dir is None:
-        raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
-    if not data_dir.is_dir():
-        raise InputError(f"data folder {data_dir} does not exist")
-    from m3e.evaluation.runner import evaluate
+    if sum([bool(tasks), bool(category or task_type), all_tasks, bool(task_file)]) != 1:
+        raise InputError("choose the tasks with exactly one of --tasks, --category/--type, --all or --task-file "
+                         "(see --list)")
+    if source not in ("local", "hub"):
+        raise InputError(f"--source must be local or hub, not '{source}'")
+    if task_file:
+        from m3e.evaluation.task_files import task_from_file
 
+        chosen = [task_from_file(f, file_type) for f in task_file]
+        data_dir = data_dir or Path(".")
+    else:
+        chosen = select_tasks([n.strip() for n in tasks.split(",") if n.strip()] if tasks else None, category,
+                              task_type)
+        if source == "local":
+            if data_dir is None:
+                raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
+            if not data_dir.is_dir():
+                raise InputError(f"data folder {data_dir} does not exist")
     embedder = _load(model, device, threads, trust_remote_code)
 
     def show(result: dict) -> None:
-        dropped = "".join(f", dropped {n} rows ({why})" for why, n in result["dropped"].items())
-        typer.echo(f"{result['task']:10} {result['main_score_name']:16} {result['main_score'] * 100:6.2f}  "
-                   f"({result['n_samples']} samples{dropped}, {result['seconds']:.1f}s)")
+        dropped = "".join(f", dropped {n} ({why})" for why, n in result["dropped"].items())
+        n = f"{result['n_samples']} samples" if result["n_samples"] is not None else "hub data"
+        typer.echo(f"{result['task']:24} {result['main_score_name']:15} {result['main_score'] * 100:6.2f}  "
+                   f"({n}{dropped}, {result['seconds']:.1f}s)")
 
-    evaluate(embedder, chosen, data_dir, output, progress=show)
+    if source == "hub":
+        from m3e.evaluation.mteb_adapter import hub_task, run_mteb_task
+        from m3e.evaluation.runner import save_result, write_summary
+
+        for t in chosen:
+            ours, theirs = hub_task(t.name)
+            result = run_mteb_task(theirs, embedder, ours.name, ours.category)
+            save_result(output, result)
+            show(result)
+        write_summary(output)
+    else:
+        from m3e.evaluation.runner import evaluate
+
+        store = None
+        if cache:
+            from m3e.evaluation.cache import EmbeddingCache
+            from m3e.utils.paths import m3e_home
+
+            store = EmbeddingCache(cache_dir or m3e_home() / "embedding-cache", embedder)
+        evaluate(embedder, chosen, data_dir, output, progress=show, cache=store, show_progress=True)
+        if store is not None:
+            typer.echo(f"embedding cache {store.path}: {store.hits} vectors reused")
+            store.close()
     typer.echo(f"results in {output}/, summary in {output / 'summary.md'}")
+
+
+@eval_app.command("compare")
+def eval_compare(
+    output: Annotated[Path, typer.Argument(help="Results folder written by m3e eval.")],
+    png: Annotated[Path | None, typer.Option(help="Bar chart path (default: OUTPUT/compare.png).")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated model names (default: all).")] = None,
+    no_chart: Annotated[bool, typer.Option("--no-chart", help="Table only.")] = False,
+) -> None:
+    """Table of several models' results (per-type and per-category averages) and a PNG bar chart."""
+    from m3e.evaluation.compare import compare
+
+    chosen = [m.strip() for m in models.split(",")] if models else None
+    table, chart = compare(output, None if no_chart else (png or output / "compare.png"), chosen)
+    typer.echo(table)
+    if chart:
+        typer.echo(f"chart: {chart}")
+
+
+@app.command()
+def serve(
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model to serve: built-in name, folder "
+                                                    "or hub id, optionally as ALIAS=MODEL. Repeatable; the first "
+                                                    "is the default. (default: $M3E_MODEL or the built-in)")] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[list[str] | None, typer.Option("--api-key", envvar="M3E_API_KEY", help="Require "
+                                                      "'Authorization: Bearer KEY' (repeatable).")] = None,
+    max_batch_tokens: Annotated[int, typer.Option(min=64, help="Token budget per model batch.")] = 16384,
+    max_inputs: Annotated[int, typer.Option(min=1, help="Most texts in one request (OpenAI: 2048).")] = 2048,
+    max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body.")] = 16 * 1024 * 1024,
+    queue_size: Annotated[int, typer.Option(min=1, help="Requests waiting per model before 429.")] = 256,
+    no_truncate: Annotated[bool, typer.Option("--no-truncate", help="Refuse inputs over the model's max length "
+                                              "(413) instead of truncating them.")] = False,
+    prompt_name: Annotated[str | None, typer.Option(help="Prompt for requests that give no input_type (default: "
+                                                    "the model's 'query' prompt when it has one).")] = None,
+    cl100k_file: Annotated[str | None, typer.Option(envvar="M3E_CL100K_FILE", help="Local cl100k_base.tiktoken "
+                                                    "to decode token-id inputs (LangChain's default).")] = None,
+    device: DeviceOpt = None, threads: ThreadsOpt = None, trust_remote_code: TrustOpt = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """OpenAI-compatible embeddings server: /v1/embeddings, /v1/models, /health, /metrics, /embed, /similarity."""
+    from m3e.models.resolver import resolve
+    from m3e.serving.app import ServeConfig, split_spec
+    from m3e.serving.server import serve as run_server
+
+    specs = list(model or [])
+    if not specs:
+        from m3e.models.resolver import default_model_name
+
+        specs = [default_model_name()]
+    aliases = [split_spec(s)[0] for s in specs]
+    if len(set(aliases)) != len(aliases):
+        raise InputError(f"two served models share a name: {', '.join(aliases)}; use ALIAS=MODEL")
+    for spec in specs:  # fail now, with a clear message, rather than in the background loader
+        resolve(split_spec(spec)[1])
+    config = ServeConfig(models=specs, host=host, port=port, api_keys=list(api_key or []),
+                         max_batch_tokens=max_batch_tokens, max_inputs=max_inputs, max_body_bytes=max_body_bytes,
+                         queue_size=queue_size, truncate=not no_truncate, prompt_name=prompt_name, device=device,
+                         threads=threads, trust_remote_code=trust_remote_code, cl100k_file=cl100k_file)
+    if host not in ("127.0.0.1", "localhost", "::1") and not config.api_keys:
+        _err(f"warning: serving on {host} without --api-key: anyone who can reach this port can use it")
+    _err(f"m3e serve: {', '.join(aliases)} on http://{host}:{port}/v1/embeddings")
+    run_server(config, log_level=log_level)
+
+
+@app.command()
+def finetune(
+    data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Training file or folder (one source per "
+                                                    "file; jsonl/json/csv/tsv/parquet). Repeatable.")] = None,
+    sources_file: Annotated[Path | None, typer.Option("--sources", help="JSON list of sources: [{\"path\", "
+                                                      "\"weight\", \"instruction\", \"doc_instruction\", "
+                                                      "\"name\"}].")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (model/, checkpoints/, ...).")]
+    = Path("m3e-finetuned"),
+    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps.")] = None,
+    batch_size: Annotated[int, typer.Option(min=2, help="Contrastive batch (over all devices).")] = 32,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: 5e-5 small, 3e-5 base, 1e-5 large).")]
+    = None,
+    warmup_ratio: Annotated[float, typer.Option(min=0, max=1)] = 0.1,
+    temperature: Annotated[float, typer.Option(min=1e-4, help="InfoNCE temperature.")] = 0.05,
+    symmetric: Annotated[bool, typer.Option(help="Add the positive->anchor direction to InfoNCE.")] = False,
+    matryoshka: Annotated[str | None, typer.Option(help="Matryoshka dimensions, e.g. 384,256,128.")] = None,
+    max_length: Annotated[int | None, typer.Option(min=8, help="Max tokens per text (default: the model's).")]
+    = None,
+    cached: Annotated[bool, typer.Option(help="Cached (GradCache) loss: batch size independent of memory.")]
+    = False,
+    mini_batch: Annotated[int, typer.Option(min=1, help="Texts per forward pass with --cached.")] = 32,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for activation memory.")] = False,
+    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16 (GPU).")] = "no",
+    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (output merged, adapter kept).")] = False,
+    lora_r: Annotated[int, typer.Option(min=1)] = 8,
+    bitfit: Annotated[bool, typer.Option(help="Train only the bias terms.")] = False,
+    save_every: Annotated[int, typer.Option(min=0, help="Checkpoint every N steps (0: each epoch).")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/checkpoints/latest.")] = False,
+    eval_tasks: Annotated[str | None, typer.Option(help="m3e eval tasks to score during training; the best "
+                                                   "checkpoint by their mean main score is kept.")] = None,
+    eval_every: Annotated[int, typer.Option(min=0, help="Evaluate every N steps (0: each epoch).")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Evaluation data folder.")] = None,
+    seed: Annotated[int, typer.Option()] = 42,
+    tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to OUTPUT/runs.")] = False,
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Fine-tune the M3E way: in-batch negatives, one source per batch, no duplicate texts in a batch."""
+    from m3e.data.records import read_source, read_sources
+    from m3e.training import FineTuner, TrainConfig
+
+    sources = []
+    for path in data or []:
+        sources.extend(read_sources(path))
+    if sources_file is not None:
+        try:
+            specs = json.loads(sources_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{sources_file}: cannot read the sources list ({exc})") from None
+        if not isinstance(specs, list):
+            raise InputError(f"{sources_file}: expected a JSON list of sources")
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, dict) or "path" not in spec:
+                raise InputError(f"{sources_file}: item {i} needs a 'path'")
+            unknown = set(spec) - {"path", "weight", "instruction", "doc_instruction", "name"}
+            if unknown:
+                raise InputError(f"{sources_file}: item {i} has unknown keys {sorted(unknown)}")
+            path = Path(spec["path"])
+            if not path.is_absolute():
+                path = sources_file.parent / path
+            sources.append(read_source(path, name=spec.get("name"), weight=float(spec.get("weight", 1.0)),
+                                       instruction=spec.get("instruction"),
+                                       doc_instruction=spec.get("doc_instruction")))
+    if not sources:
+        raise InputError("no training data: give --data PATH (repeatable) or --sources FILE")
+    if mixed_precision not in ("no", "fp16", "bf16"):
+        raise InputError(f"--mixed-precision must be no, fp16 or bf16, not '{mixed_precision}'")
+    dims = [int(d) for d in matryoshka.split(",")] if matryoshka else None
+    embedder = _load(model, device, threads, trust_remote_code)
+    config = TrainConfig(
+        output=str(output), epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+        warmup_ratio=warmup_ratio, temperature=temperature, symmetric=symmetric, matryoshka_dims=dims,
+        max_length=max_length, cached=cached, mini_batch=mini_batch, gradient_checkpointing=gradient_checkpointing,
+        mixed_precision=mixed_precision, lora=lora, lora_r=lora_r, bitfit=bitfit, seed=seed, save_every=save_every,
+        resume=resume, eval_tasks=[t.strip() for t in eval_tasks.split(",")] if eval_tasks else [],
+        eval_every=eval_every, eval_data_dir=str(data_dir) if data_dir else None, tensorboard=tensorboard)
+    if config.eval_tasks:
+        from m3e.evaluation.tasks import select_tasks
+
+        select_tasks(config.eval_tasks)  # unknown names fail before training starts
+    out = FineTuner(embedder, sources).run(config)
+    typer.echo(f"model in {out / 'model'} (loads in SentenceTransformer); card in {out / 'model' / 'README.md'}")
+
+
+@app.command()
+def mine(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Pairs (query, positive) to mine negatives for.")],
+    corpus: Annotated[Path, typer.Option(help="Passages to draw negatives from (txt/jsonl/csv/tsv).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="BGE-format jsonl: query, pos, neg.")],
+    column: Annotated[str, typer.Option(help="Text field of a jsonl/csv corpus.")] = "text",
+    rank_range: Annotated[str, typer.Option("--range", help="Rank window to sample negatives from.")] = "10-100",
+    num_negatives: Annotated[int, typer.Option(min=1)] = 7,
+    margin: Annotated[float, typer.Option(min=0, max=1, help="Skip candidates with similarity >= margin x the "
+                                          "positive's (likely false negatives).")] = 0.95,
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Mine hard negatives with a model, avoiding false negatives by rank window and similarity margin."""
+    from m3e.data.records import read_source
+    from m3e.data.texts import read_texts
+    from m3e.training.mining import mine as mine_negatives
+    from m3e.utils.atomic import atomic_path
+
+    try:
+        lo, hi = (int(x) for x in rank_range.split("-"))
+    except ValueError:
+        raise InputError(f"--range must look like 10-100, not '{rank_range}'") from None
+    if not 1 <= lo < hi:
+        raise InputError(f"--range {rank_range}: need 1 <= start < end")
+    source = read_source(data)
+    texts = read_texts(corpus, column=column, skip_blank=True).texts
+    embedder = _load(model, device, threads, trust_remote_code)
+    rows, counts = mine_negatives(embedder, source, texts, rank_range=(lo, hi), num_negatives=num_negatives,
+                                  margin=margin)
+    with atomic_path(output) as tmp:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    typer.echo(f"{len(rows)} rows to {output}; {source.report()}; skipped candidates: {counts}")
 
 
 def main() -> None:

@@ -41,9 +41,11 @@ def MtebEncoder(embedder):  # noqa: N802 - a factory standing in for a class def
                 names = set(sides.values())
                 if len(names) == 1 and (name := names.pop()) in embedder.prompts:
                     prompts[task_type] = embedder.prompts[name]
+            saved = dict(embedder.model.prompts or {})
             with warnings.catch_warnings():  # mteb warns whenever prompts are passed explicitly
                 warnings.simplefilter("ignore")
                 super().__init__(embedder.model, model_prompts=prompts or None)
+            embedder.model.prompts = saved  # mteb writes its prompt table into the model; keep ours
             self.embedder = embedder
 
         def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):

@@ -1,0 +1,161 @@
+"""FineTuner end to end on a tiny model: it learns, resumes exactly after kill -9, LoRA and BitFit outputs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from m3e.evaluation.metrics import retrieval_scores
+from m3e.training import FineTuner
+from tests.conftest import SAMPLE
+
+CHARS = sorted({c for s in SAMPLE for c in s if "\u4e00" <= c <= "\u9fff"})
+
+
+def toy_pairs(n=48):
+    rows = []
+    for i in range(n):
+        q = CHARS[i % len(CHARS)] + CHARS[(i * 3 + 1) % len(CHARS)] + CHARS[(i * 5 + 2) % len(CHARS)]
+        p = CHARS[(i * 7 + 3) % len(CHARS)] + CHARS[(i * 11 + 4) % len(CHARS)] + q[0]
+        rows.append({"query": q, "positive": p})
+    uniq = {}
+    for r in rows:
+        uniq.setdefault(r["query"], r)
+    return list(uniq.values())
+
+
+def write(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def ndcg(embedder, rows) -> float:
+    q = embedder.encode([r["query"] for r in rows], prompt_name="query")
+    d = embedder.encode([r["positive"] for r in rows], prompt_name="query")
+    ids = [f"d{i}" for i in range(len(rows))]
+    return retrieval_scores(q, d, ids, [{f"d{i}": 1} for i in range(len(rows))])["ndcg_at_10"]
+
+
+def test_training_improves_retrieval_and_saves_a_plain_st_model(tiny_st_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from m3e import load_model
+
+    rows = toy_pairs()
+    data = write(tmp_path / "toy.jsonl", rows)
+    before = ndcg(load_model(str(tiny_st_dir), device="cpu"), rows)
+    out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+        output=str(tmp_path / "out"), epochs=15, batch_size=8, lr=1e-3, progress=False)
+    trained = load_model(str(out / "model"), device="cpu")
+    after = ndcg(trained, rows)
+    assert after > before + 0.1, (before, after)
+    st = SentenceTransformer(str(out / "model"), device="cpu")
+    np.testing.assert_allclose(st.encode(["今天"], prompt_name="query", normalize_embeddings=True),
+                               trained.encode(["今天"], prompt_name="query"), atol=1e-5)
+    card = (out / "model" / "README.md").read_text(encoding="utf-8")
+    assert "| toy | pair |" in card and "temperature 0.05" in card
+    state = json.loads((out / "training_state.json").read_text())
+    assert state["sources"][0]["records"] == len(rows) and state["steps"] > 0
+
+
+def _cli(*args):
+    script = Path(sys.executable).with_name("m3e")
+    return [str(script), *args]
+
+
+def test_resume_after_kill_equals_uninterrupted(tiny_st_dir, tmp_path):
+    rows = toy_pairs(48) + [{"query": a["query"] + b["query"], "positive": b["positive"] + a["positive"]}
+                            for a, b in zip(toy_pairs(48), toy_pairs(48)[5:], strict=False)]
+    data = write(tmp_path / "toy.jsonl", rows)
+    common = ["finetune", "--model", str(tiny_st_dir), "--data", str(data), "--epochs", "3", "--batch-size", "4",
+              "--lr", "1e-3", "--device", "cpu", "--threads", "1"]
+    full = subprocess.run(_cli(*common, "-o", str(tmp_path / "a"), "--save-every", "5"), capture_output=True,
+                          text=True, timeout=600)
+    assert full.returncode == 0, full.stderr
+    # the same run, killed hard once a checkpoint exists, then resumed
+    proc = subprocess.Popen(_cli(*common, "-o", str(tmp_path / "b"), "--save-every", "2"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pointer = tmp_path / "b" / "checkpoints" / "latest"
+    deadline = time.time() + 300
+    while not pointer.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "b" / "model").exists()
+    resumed = subprocess.run(_cli(*common, "-o", str(tmp_path / "b"), "--save-every", "2", "--resume"),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout + resumed.stderr
+    a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_lora_and_bitfit(tiny_st_dir, tmp_path):
+    pytest.importorskip("peft")
+    from sentence_transformers import SentenceTransformer
+
+    from m3e import load_model
+
+    rows = toy_pairs()
+    data = write(tmp_path / "toy.jsonl", rows)
+    base = load_file(str(tiny_st_dir / "model.safetensors"))
+    out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+        output=str(tmp_path / "lora"), epochs=2, batch_size=8, lr=1e-3, lora=True, progress=False)
+    assert (out / "model" / "adapter" / "adapter_config.json").is_file()
+    merged = load_file(str(out / "model" / "model.safetensors"))
+    assert set(merged) == set(base) and any(not torch.equal(merged[k], base[k]) for k in base)
+    st = SentenceTransformer(str(out / "model"), device="cpu")
+    np.testing.assert_allclose(st.encode(["今天"], normalize_embeddings=True),
+                               load_model(str(out / "model"), device="cpu").encode(["今天"]), atol=1e-5)
+    base_plus_adapter = SentenceTransformer(str(tiny_st_dir), device="cpu")
+    base_plus_adapter.load_adapter(str(out / "model" / "adapter"))
+    np.testing.assert_allclose(base_plus_adapter.encode(["今天"], normalize_embeddings=True),
+                               st.encode(["今天"], normalize_embeddings=True), atol=1e-5)
+
+    out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+        output=str(tmp_path / "bitfit"), epochs=2, batch_size=8, lr=1e-3, bitfit=True, progress=False)
+    tuned = load_file(str(out / "model" / "model.safetensors"))
+    changed = {k for k in base if not torch.equal(tuned[k], base[k])}
+    assert changed and all(k.endswith(".bias") for k in changed)
+
+
+def test_cli_finetune_bad_input(tiny_st_dir, tmp_path):
+    r = subprocess.run(_cli("finetune", "--model", str(tiny_st_dir), "-o", str(tmp_path / "x")),
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no training data" in r.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"foo": "a"}\n', encoding="utf-8")
+    r = subprocess.run(_cli("finetune", "--model", str(tiny_st_dir), "--data", str(bad)), capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "cannot tell the record type" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_mine(tiny_st_dir, tmp_path):
+    rows = toy_pairs(20)
+    data = write(tmp_path / "pairs.jsonl", rows)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(r["positive"] for r in toy_pairs(48)) + "\n", encoding="utf-8")
+    out = tmp_path / "mined.jsonl"
+    r = subprocess.run(_cli("mine", "--model", str(tiny_st_dir), "--data", str(data), "--corpus", str(corpus),
+                            "-o", str(out), "--range", "2-20", "--num-negatives", "3"), capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    mined = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert len(mined) == len(rows)
+    for row, src in zip(mined, rows, strict=True):
+        assert row["query"] == src["query"] and row["pos"] == [src["positive"]]
+        assert src["positive"] not in row["neg"] and len(row["neg"]) <= 3
