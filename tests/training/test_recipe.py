@@ -1,0 +1,66 @@
+"""Recipes: validation, sources under a data folder, and the evaluation-overlap filter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from m3e.data.overlap import filter_sources
+from m3e.data.records import Record, Source
+from m3e.errors import InputError
+from m3e.training.recipe import build_sources, load_recipe
+
+
+def test_overlap_filter_drops_records_and_negatives():
+    src = Source("s", "triplet", [Record(" 测试  句子\n", "x", []), Record("a", "b", ["测试 句子", "n"]),
+                                  Record("c", "d", [])])
+    report = filter_sources([src], {"测试 句子"})
+    assert [(r.anchor, r.negatives) for r in src.records] == [("a", ["n"]), ("c", [])]
+    assert report["s"] == {"kept": 2, "dropped_records": 1, "removed_negatives": 1}
+    assert src.skipped["overlaps an evaluation text"] == 1
+
+
+def test_recipe_validation(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("base: x\nsources: [{path: a.jsonl, bogus: 1}]\n", encoding="utf-8")
+    with pytest.raises(InputError, match="source 0 has unknown keys"):
+        load_recipe(bad)
+    bad.write_text("sources: []\n", encoding="utf-8")
+    with pytest.raises(InputError, match="missing 'base'"):
+        load_recipe(bad)
+    bad.write_text("base: x\nsources: []\ntrain: {epoch: 2}\n", encoding="utf-8")
+    with pytest.raises(InputError, match="unknown train options"):
+        load_recipe(bad)
+
+
+def test_shipped_recipe_sources_on_real_data(shared_data):
+    from pathlib import Path
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "m3e-small-zh.yaml")
+    sources, report, sizes = build_sources(recipe, shared_data)
+    assert len(sizes) == 24 and sum(sizes.values()) > 200_000
+    counts = {s.name: len(s.records) for s in sources}
+    assert counts["ATEC.valid"] == 20_000 - report["ATEC.valid"]["dropped_records"]
+    assert report["STS-B.train"]["dropped_records"] > 0  # STS-B train shares sentences with its test split
+    assert report["bge_finetune_data"]["dropped_records"] > 0  # SOURCE.md: 80 queries + 93 positives leak
+    assert {s.kind for s in sources} == {"triplet", "pair", "scored"}
+    assert next(s for s in sources if s.name == "wmt18-zh-en").records[0].positive.isascii()
+
+
+def test_recipe_from_a_data_folder(tmp_path, tiny_st_dir, monkeypatch):
+    """A recipe on a miniature data folder: tsv without header, renamed csv columns, filter against a task."""
+    data = tmp_path / "data"
+    (data / "STS-B").mkdir(parents=True)
+    (data / "STS-B" / "STS-B.test.data").write_text("测试一\t测试二\t3\n", encoding="utf-8")
+    (data / "train.tsv").write_text("测试一\t别的\t1\n甲\t乙\t0\n丙\t丁\t1\n", encoding="utf-8")
+    (data / "pairs.csv").write_text("0,1\n你好,hello\n再见,bye\n", encoding="utf-8")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({
+        "base": str(tiny_st_dir), "filter_tasks": ["STSB"],
+        "sources": [{"path": "train.tsv", "format": "tsv", "columns": ["sentence1", "sentence2", "label"]},
+                    {"path": "pairs.csv", "rename": {"0": "query", "1": "positive"}}],
+        "train": {"epochs": 1, "batch_size": 2, "progress": False}}), encoding="utf-8")
+    sources, report, sizes = build_sources(load_recipe(recipe), data)
+    assert report["train"] == {"kept": 2, "dropped_records": 1, "removed_negatives": 0}
+    assert sizes == {"STSB": 2} and [s.kind for s in sources] == ["scored", "pair"]
