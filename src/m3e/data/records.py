@@ -17,13 +17,12 @@ were skipped and why (empty text, missing field); nothing is dropped silently.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m3e.data.rows import csv_dicts, jsonl_objects
 from m3e.errors import InputError
 
 FILE_TYPES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -167,25 +166,7 @@ def _jsonl(path: Path, text: str):
                 raise InputError(f"{path}: item {i} is not an object")
             yield i, row
         return
-    for no, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path}:{no}: expected a JSON object, found {type(row).__name__}")
-        yield no, row
-
-
-def _csv(path: Path, text: str, delimiter: str, columns: list[str] | None = None):
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, fieldnames=columns,
-                            quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-    for row in reader:
-        if None in row:
-            raise InputError(f"{path}:{reader.line_num}: more fields than the {len(reader.fieldnames)} columns")
-        yield reader.line_num, row
+    yield from jsonl_objects(path, text)
 
 
 def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, instruction: str | None = None,
@@ -212,7 +193,7 @@ def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, 
         if suffix in (".jsonl", ".json"):
             rows = _jsonl(path, text)
         else:
-            rows = _csv(path, text, "\t" if suffix == ".tsv" else ",", columns)
+            rows = csv_dicts(path, text, "\t" if suffix == ".tsv" else ",", columns)
         if rename:
             rows = ((no, {rename.get(k, k): v for k, v in row.items()}) for no, row in rows)
         source = records_from_rows(rows, name or path.stem, None, str(path))

@@ -7,10 +7,10 @@ an error unless the caller asks to skip blanks, in which case the count of skipp
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from m3e.data.rows import jsonl_objects
 from m3e.errors import InputError
 
 FORMATS = ("txt", "jsonl", "csv", "tsv")
@@ -85,15 +85,7 @@ def _take(path: Path, no: int, value: object, column: str, out: TextFile, skip_b
 
 def _from_jsonl(path: Path, content: str, column: str, skip_blank: bool) -> TextFile:
     out = TextFile([], [])
-    for no, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{no}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}:{no}: expected a JSON object with a '{column}' field")
+    for no, record in jsonl_objects(path, content):
         if column not in record:
             keys = ", ".join(record) or "none"
             raise InputError(f"{path}:{no}: no field '{column}' (fields: {keys}); choose one with --column")

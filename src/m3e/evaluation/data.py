@@ -6,13 +6,11 @@ text, an empty review) are counted per reason in ``dropped`` and reported with t
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m3e.data.rows import csv_dicts, jsonl_objects, numbered_lines
 from m3e.errors import InputError
 
 
@@ -104,37 +102,16 @@ def read_text(path: Path) -> str:
 
 
 def lines(path: Path) -> list[tuple[int, str]]:
-    """Non-blank lines with their numbers. Splits on newlines only: str.splitlines would also split inside
-    texts that contain U+2028 or U+0085 (FewCLUE's IFLYTEK has some) and misreport line numbers."""
-    out = []
-    for no, line in enumerate(read_text(path).split("\n"), 1):
-        line = line.removesuffix("\r")
-        if line.strip():
-            out.append((no, line))
-    return out
+    return list(numbered_lines(read_text(path)))
 
 
 def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    for no, line in lines(path):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{no}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path}:{no}: expected a JSON object, found {type(row).__name__}")
-        yield no, row
+    return jsonl_objects(path, read_text(path))
 
 
 def csv_rows(path: Path, text: str | None = None, delimiter: str = ",") -> Iterator[tuple[int, dict]]:
     """Rows of a CSV/TSV with a header line, as dicts; the number is the file line the row starts on."""
-    reader = csv.DictReader(io.StringIO(read_text(path) if text is None else text), delimiter=delimiter)
-    if not reader.fieldnames:
-        raise InputError(f"{path}: empty file, expected a header line")
-    for row in reader:
-        no = reader.line_num
-        if None in row:
-            raise InputError(f"{path}:{no}: more fields than the header has")
-        yield no, row
+    return csv_dicts(path, read_text(path) if text is None else text, delimiter)
 
 
 def field_text(path: Path, no: int, row: dict, key: str) -> str:

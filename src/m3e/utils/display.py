@@ -30,8 +30,9 @@ def similarity_table(texts: list[str], matrix, title: str) -> None:
 
 def models_table(rows: list[dict]) -> None:
     table = Table(title="models")
-    for col in ("name", "dim", "status", "provenance"):
-        table.add_column(col)
+    for col in ("name", "dim", "status"):
+        table.add_column(col, no_wrap=True)  # names are copied into commands: never break them
+    table.add_column("provenance")
     for row in rows:
         table.add_row(row["name"], str(row.get("dim") or "?"), row["status"], row["provenance"])
     console.print(table)
