@@ -298,16 +298,14 @@ class FineTuner:
     @staticmethod
     def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """What a checkpoint stores: the trainable weights (all of them for full fine-tuning)."""
-        return {k: v for k, v in model.state_dict().items()
-                if any(k == n for n, p in model.named_parameters() if p.requires_grad)} or model.state_dict()
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        return {k: v for k, v in model.state_dict().items() if k in trainable}
 
     def _checkpoint(self, acc, inner, optimizer, scheduler, state, started, root, config) -> None:
         acc.wait_for_everyone()
         if acc.is_main_process:
             state["seconds"] = time.perf_counter() - started
-            trainable = {n for n, p in inner.named_parameters() if p.requires_grad}
-            weights = {k: v for k, v in inner.state_dict().items() if k in trainable}
-            save_checkpoint(root, state["step"], weights, optimizer, scheduler, dict(state),
+            save_checkpoint(root, state["step"], self._weights(inner), optimizer, scheduler, dict(state),
                             keep=config.keep_checkpoints)
 
     def _evaluate(self, acc, inner, config, state, out) -> None:
