@@ -18,6 +18,8 @@ ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Built-in na
                                               "id (default: $M3E_MODEL or the built-in default).")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads (default: $M3E_THREADS or all CPUs).")]
+BackendOpt = Annotated[str, typer.Option(help="torch (any device), onnx or onnx-int8 (ONNX Runtime on CPU; "
+                                          "exported and checked once per model).")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow model repositories to run "
                                         "their own Python code (off by default).")]
 
@@ -26,10 +28,11 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _load(model: str | None, device: str | None, threads: int | None, trust: bool = False):
+def _load(model: str | None, device: str | None, threads: int | None, trust: bool = False,
+          backend: str = "torch"):
     from m3e.models import load_model
 
-    return load_model(model, device=device, threads=threads, trust_remote_code=trust)
+    return load_model(model, device=device, threads=threads, trust_remote_code=trust, backend=backend, log=_err)
 
 
 def _symmetric_prompt(embedder, prompt_name: str | None) -> str | None:
@@ -56,7 +59,7 @@ def encode(
     normalize: Annotated[bool, typer.Option(help="L2-normalize vectors.")] = True,
     skip_blank: Annotated[bool, typer.Option(help="Skip empty lines/fields (counted) instead of failing.")]
     = False,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Embed texts and write vectors (.npy, .jsonl, or JSON lines on stdout)."""
@@ -80,7 +83,7 @@ def encode(
     if output is not None and output.suffix.lower() not in (".npy", ".jsonl"):
         raise InputError(f"--output must end in .npy or .jsonl, got {output.name}")
 
-    embedder = _load(model, device, threads, trust_remote_code)
+    embedder = _load(model, device, threads, trust_remote_code, backend)
     vectors = embedder.encode(items, prompt=prompt, prompt_name=prompt_name, batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, truncate=truncate, normalize=normalize)
     stats = embedder.last_stats
@@ -118,13 +121,13 @@ def similarity(
     prompt_name: Annotated[str | None, typer.Option(help="Named prompt (default: the model's 'query' "
                                                     "prompt if it has one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the matrix as JSON.")] = False,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Print the cosine similarity matrix of the given texts."""
     if len(texts) < 2:
         raise InputError("similarity needs at least two texts")
-    embedder = _load(model, device, threads, trust_remote_code)
+    embedder = _load(model, device, threads, trust_remote_code, backend)
     vectors = embedder.encode(texts, prompt_name=_symmetric_prompt(embedder, prompt_name))
     matrix = vectors @ vectors.T
     if as_json:
@@ -148,7 +151,7 @@ def list_models() -> None:
 
 @app.command()
 def demo(
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 3,
 ) -> None:
     """A short tour on the default model: similarity of a few sentences and a search over a corpus."""
@@ -161,7 +164,7 @@ def demo(
 
     t0 = time.perf_counter()
     console.print("[bold]m3e demo[/bold]: loading the model (the built-in one is converted on first use)…")
-    embedder = _load(model, device, threads)
+    embedder = _load(model, device, threads, backend=backend)
     console.print(f"model [cyan]{embedder.name}[/cyan]: dim {embedder.dim}, max length "
                   f"{embedder.max_length}, device {embedder.device}; {embedder.provenance} "
                   f"({time.perf_counter() - t0:.1f}s)")
@@ -210,7 +213,7 @@ def eval_cmd(
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: "
                                                    "$M3E_HOME/embedding-cache).")] = None,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the built-in tasks and exit.")] = False,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Evaluate a model; writes OUTPUT/<model>/<task>.json and OUTPUT/summary.md."""
@@ -240,7 +243,7 @@ def eval_cmd(
                 raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
             if not data_dir.is_dir():
                 raise InputError(f"data folder {data_dir} does not exist")
-    embedder = _load(model, device, threads, trust_remote_code)
+    embedder = _load(model, device, threads, trust_remote_code, backend)
 
     def show(result: dict) -> None:
         dropped = "".join(f", dropped {n} ({why})" for why, n in result["dropped"].items())
@@ -311,7 +314,8 @@ def serve(
                                                     "the model's 'query' prompt when it has one).")] = None,
     cl100k_file: Annotated[str | None, typer.Option(envvar="M3E_CL100K_FILE", help="Local cl100k_base.tiktoken "
                                                     "to decode token-id inputs (LangChain's default).")] = None,
-    device: DeviceOpt = None, threads: ThreadsOpt = None, trust_remote_code: TrustOpt = False,
+    device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    trust_remote_code: TrustOpt = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """OpenAI-compatible embeddings server: /v1/embeddings, /v1/models, /health, /metrics, /embed, /similarity."""
@@ -327,12 +331,16 @@ def serve(
     aliases = [split_spec(s)[0] for s in specs]
     if len(set(aliases)) != len(aliases):
         raise InputError(f"two served models share a name: {', '.join(aliases)}; use ALIAS=MODEL")
+    from m3e.models.onnx_backend import check_backend
+
+    check_backend(backend)
     for spec in specs:  # fail now, with a clear message, rather than in the background loader
         resolve(split_spec(spec)[1])
     config = ServeConfig(models=specs, host=host, port=port, api_keys=list(api_key or []),
                          max_batch_tokens=max_batch_tokens, max_inputs=max_inputs, max_body_bytes=max_body_bytes,
                          queue_size=queue_size, truncate=not no_truncate, prompt_name=prompt_name, device=device,
-                         threads=threads, trust_remote_code=trust_remote_code, cl100k_file=cl100k_file)
+                         threads=threads, backend=backend, trust_remote_code=trust_remote_code,
+                         cl100k_file=cl100k_file)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.api_keys:
         _err(f"warning: serving on {host} without --api-key: anyone who can reach this port can use it")
     _err(f"m3e serve: {', '.join(aliases)} on http://{host}:{port}/v1/embeddings")
@@ -459,7 +467,7 @@ def mine(
     num_negatives: Annotated[int, typer.Option(min=1)] = 7,
     margin: Annotated[float, typer.Option(min=0, max=1, help="Skip candidates with similarity >= margin x the "
                                           "positive's (likely false negatives).")] = 0.95,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Mine hard negatives with a model, avoiding false negatives by rank window and similarity margin."""
@@ -476,7 +484,7 @@ def mine(
         raise InputError(f"--range {rank_range}: need 1 <= start < end")
     source = read_source(data)
     texts = read_texts(corpus, column=column, skip_blank=True).texts
-    embedder = _load(model, device, threads, trust_remote_code)
+    embedder = _load(model, device, threads, trust_remote_code, backend)
     rows, counts = mine_negatives(embedder, source, texts, rank_range=(lo, hi), num_negatives=num_negatives,
                                   margin=margin)
     with atomic_path(output) as tmp:

@@ -22,7 +22,8 @@ def model_fingerprint(embedder) -> str:
     vec = np.asarray(embedder.encode([PROBE]), dtype=np.float32)[0]
     h = hashlib.sha256()
     device = str(getattr(embedder, "device", "cpu")).split(":")[0]
-    h.update(f"{embedder.name}|{embedder.dim}|{embedder.max_length}|{device}".encode())
+    backend = getattr(embedder, "backend", "torch")
+    h.update(f"{embedder.name}|{embedder.dim}|{embedder.max_length}|{device}|{backend}".encode())
     h.update(np.round(vec, 4).tobytes())
     return h.hexdigest()[:16]
 

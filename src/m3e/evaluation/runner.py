@@ -133,7 +133,8 @@ def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path) -> dict:
     return {
         "task": task.name,
         "type": task.type,
-        "model": memo.embedder.name,
+        "model": getattr(memo.embedder, "label", memo.embedder.name),
+        "backend": getattr(memo.embedder, "backend", "torch"),
         "category": task.category,
         "main_score_name": task.main_score,
         "main_score": scores[task.main_score],

@@ -99,6 +99,8 @@ class Embedder:
         self.device = str(model.device)
         self.amp_dtype = _amp_dtype(self.device, dtype)
         self.last_stats = EncodeStats()
+        self.backend = "torch"
+        self.onnx = None  # an m3e.models.onnx_backend.OnnxTransformer standing in for the first module
         self._prefix, self._suffix = _special_framing(self.tokenizer)
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
@@ -109,6 +111,11 @@ class Embedder:
         self._modules = [m for m in model if not isinstance(m, Normalize)]
 
     # ---- facts about the model -------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """The name results are filed under: ``name``, or ``name@backend`` off the torch path."""
+        return self.name if self.backend == "torch" else f"{self.name}@{self.backend}"
+
     @property
     def dim(self) -> int:
         get = getattr(self.model, "get_embedding_dimension", None)
@@ -285,6 +292,11 @@ class Embedder:
         return {k: v.to(self.device) for k, v in features.items()}
 
     def _forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.onnx is not None:
+            features = self.onnx(features)
+            for module in self._modules[1:]:
+                features = module(features)
+            return features["sentence_embedding"]
         ctx = (torch.autocast(device_type="cuda", dtype=self.amp_dtype)
                if self.amp_dtype is not None else _nullcontext())
         with ctx:

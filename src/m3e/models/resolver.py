@@ -124,15 +124,26 @@ def load_model(
     trust_remote_code: bool = False,
     threads: int | None = None,
     dtype: str = "auto",
+    backend: str = "torch",
+    log=None,
 ):
-    """Resolve ``name`` and return an :class:`m3e.models.encoder.Embedder`."""
-    from m3e.models.encoder import Embedder, pick_device, set_threads
+    """Resolve ``name`` and return an :class:`m3e.models.encoder.Embedder`.
 
-    set_threads(threads)
+    ``backend``: "torch" (default, any device), "onnx" or "onnx-int8" (ONNX Runtime on CPU, exported and
+    checked against torch fp32 on first use; ``log`` receives the one-time export messages).
+    """
+    from m3e.models.encoder import Embedder, pick_device, set_threads
+    from m3e.models.onnx_backend import attach, check_backend
+
+    check_backend(backend)
+    used = set_threads(threads)
     resolved = resolve(name)
-    device = pick_device(device)
+    device = pick_device(device if backend == "torch" or device else "cpu")
     st = _load_sentence_transformer(resolved, device=device, trust_remote_code=trust_remote_code)
-    return Embedder(st, name=resolved.name, provenance=resolved.provenance, dtype=dtype)
+    embedder = Embedder(st, name=resolved.name, provenance=resolved.provenance, dtype=dtype)
+    if backend != "torch":
+        attach(embedder, backend, resolved.path, used, log=log)
+    return embedder
 
 
 def _load_sentence_transformer(resolved: ResolvedModel, *, device: str, trust_remote_code: bool):

@@ -42,6 +42,7 @@ class ServeConfig:
     prompt_name: str | None = None  # default prompt for every model; None: the model's "query" prompt if any
     device: str | None = None
     threads: int | None = None
+    backend: str = "torch"  # torch, onnx or onnx-int8 (see m3e.models.onnx_backend)
     trust_remote_code: bool = False
     cl100k_file: str | None = None
 
@@ -101,7 +102,7 @@ def create_app(config: ServeConfig, load=None) -> FastAPI:
         from m3e.models.resolver import load_model
 
         return load_model(target, device=config.device, trust_remote_code=config.trust_remote_code,
-                          threads=config.threads)
+                          threads=config.threads, backend=config.backend)
 
     loader = load or default_load
 

@@ -1,0 +1,134 @@
+"""ONNX Runtime backends against the torch fp32 path of the same model (the reference)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from m3e.errors import InputError, M3EError
+from m3e.models import load_model
+from m3e.models import onnx_backend as ob
+from tests.conftest import SAMPLE, build_tiny_st_model
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture()
+def fresh_st(tmp_path, tiny_hf_dir) -> Path:
+    """A tiny model in its own folder, so each test exports from scratch into the shared m3e home."""
+    return build_tiny_st_model(tmp_path / "model", tiny_hf_dir)
+
+
+def test_onnx_fp32_equals_torch_and_int8_is_close(fresh_st):
+    ref = load_model(str(fresh_st), device="cpu").encode(SAMPLE, prompt_name="query")
+    fp32 = load_model(str(fresh_st), backend="onnx")
+    np.testing.assert_allclose(fp32.encode(SAMPLE, prompt_name="query"), ref, atol=2e-5)
+    int8 = load_model(str(fresh_st), backend="onnx-int8")
+    cos = np.sum(int8.encode(SAMPLE, prompt_name="query") * ref, axis=1)
+    assert cos.mean() >= 0.99, cos
+    assert int8.label.endswith("@onnx-int8") and int8.onnx.fidelity["mean_cosine"] >= 0.99
+
+
+def test_padding_and_batching_do_not_change_onnx_vectors(fresh_st):
+    model = load_model(str(fresh_st), backend="onnx")
+    together = model.encode(SAMPLE, batch_size=64)
+    one_by_one = np.stack([model.encode([t])[0] for t in SAMPLE])
+    np.testing.assert_allclose(together, one_by_one, atol=2e-5)
+
+
+def test_export_happens_once_and_is_reused(fresh_st):
+    said: list[str] = []
+    load_model(str(fresh_st), backend="onnx-int8", log=said.append)
+    assert any("exporting" in m for m in said)
+    folder = ob.onnx_folder(fresh_st.resolve(), str(fresh_st))
+    meta = json.loads((folder / "export.json").read_text())
+    assert set(meta["files"]) == {"model.onnx", "model_int8.onnx"}
+    stamp = (folder / "model_int8.onnx").stat().st_mtime_ns
+    said.clear()
+    load_model(str(fresh_st), backend="onnx", log=said.append)
+    assert said == [] and (folder / "model_int8.onnx").stat().st_mtime_ns == stamp
+
+
+def test_changed_model_files_get_a_new_export(fresh_st):
+    before = ob.export_key(fresh_st, "m")
+    weights = next(fresh_st.rglob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert ob.export_key(fresh_st, "m") != before
+
+
+def test_interrupted_export_leaves_nothing_that_looks_complete(fresh_st, monkeypatch):
+    def boom(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ob, "_quantize", boom)
+    with pytest.raises(KeyboardInterrupt):
+        load_model(str(fresh_st), backend="onnx-int8")
+    folder = ob.onnx_folder(fresh_st.resolve(), str(fresh_st))
+    assert not folder.exists()
+    assert not [p for p in folder.parent.glob(f".{folder.name}*")]  # no temporary left behind
+    monkeypatch.undo()
+    assert load_model(str(fresh_st), backend="onnx-int8").onnx is not None
+
+
+def test_fidelity_guard_refuses_a_drifted_export(fresh_st, monkeypatch):
+    monkeypatch.setenv("M3E_ONNX_MIN_COSINE", "1.01")  # nothing passes a floor above 1
+    with pytest.raises(M3EError, match="too far from torch fp32"):
+        load_model(str(fresh_st), backend="onnx-int8")
+
+
+def test_bad_backend_and_gpu_device_are_refused(tiny_st_dir, tiny_model):
+    with pytest.raises(InputError, match="backend must be one of torch, onnx, onnx-int8"):
+        load_model(str(tiny_st_dir), backend="tensorrt")
+
+    class OnGpu:
+        device = "cuda:0"
+
+    with pytest.raises(InputError, match="runs on CPU"):
+        ob.attach(OnGpu(), "onnx", None, 1)
+
+
+def test_cli_backend_flag(fresh_st, tmp_path):
+    from tests.test_cli import run
+
+    out = tmp_path / "v.npy"
+    r = run("encode", "今天天气很好", "I like apples", "-o", str(out), "--model", str(fresh_st),
+            "--backend", "onnx")
+    assert r.returncode == 0, r.stderr
+    ref = load_model(str(fresh_st)).encode(["今天天气很好", "I like apples"])
+    np.testing.assert_allclose(np.load(out), ref, atol=2e-5)
+    r = run("encode", "x", "--model", str(fresh_st), "--backend", "tpu")
+    assert r.returncode == 2 and "backend must be one of" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.builtin
+@pytest.mark.data
+def test_builtin_int8_keeps_cosine_and_sts_b(builtin_model, shared_data, m3e_home):
+    """The acceptance figures: mean cosine >= 0.99 on the fixed set, STS-B Spearman within 0.5 points."""
+    from scipy.stats import spearmanr
+
+    int8 = load_model("multilingual-e5-small-q4", backend="onnx-int8")
+    fid = ob.fidelity(int8, int8.onnx)
+    assert fid["mean_cosine"] >= 0.99, fid
+    rows = [line.split("\t") for line in
+            (shared_data / "STS-B" / "STS-B.test.data").read_text(encoding="utf-8").splitlines()]
+    sents = sorted({s for r in rows for s in r[:2]})
+    gold = [float(r[2]) for r in rows]
+
+    def rho(model) -> float:
+        vecs = dict(zip(sents, model.encode(sents, prompt_name="query"), strict=True))
+        return spearmanr([float(vecs[a] @ vecs[b]) for a, b, _ in rows], gold).statistic
+
+    assert abs(rho(int8) - rho(builtin_model)) * 100 <= 0.5
+
+
+def test_no_stale_temp_folders_after_success(fresh_st):
+    load_model(str(fresh_st), backend="onnx")
+    folder = ob.onnx_folder(fresh_st.resolve(), str(fresh_st))
+    leftovers = [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
+    shutil.rmtree(folder)
