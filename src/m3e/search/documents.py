@@ -1,0 +1,119 @@
+"""Documents to index from files and folders: txt, md, jsonl, csv and tsv (a text column, the rest metadata).
+
+Nothing is dropped silently: unreadable, binary and undecodable files are skipped and listed in
+:class:`ReadReport` with their path and reason; rows without text are counted by file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from m3e.data.rows import csv_dicts, jsonl_objects
+from m3e.errors import InputError
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".rst"}
+ROW_SUFFIXES = {".jsonl", ".csv", ".tsv"}
+SUFFIXES = TEXT_SUFFIXES | ROW_SUFFIXES
+
+
+@dataclass
+class Document:
+    source: str  # absolute file path
+    text: str
+    doc_id: str
+    metadata: dict = field(default_factory=dict)
+    line: int | None = None  # row files: the row's line
+
+
+@dataclass
+class ReadReport:
+    files: int = 0
+    documents: int = 0
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    empty_rows: list[str] = field(default_factory=list)  # "path:line"
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.skipped_files:
+            out.append(f"skipped {len(self.skipped_files)} file(s):")
+            out += [f"  {p}: {why}" for p, why in self.skipped_files[:20]]
+            if len(self.skipped_files) > 20:
+                out.append(f"  ... and {len(self.skipped_files) - 20} more")
+        if self.empty_rows:
+            shown = ", ".join(self.empty_rows[:5]) + (" ..." if len(self.empty_rows) > 5 else "")
+            out.append(f"skipped {len(self.empty_rows)} row(s) with no text ({shown})")
+        return out
+
+
+def _files(paths: list[Path], report: ReadReport) -> list[Path]:
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
+                    if f.suffix.lower() in SUFFIXES:
+                        found.append(f)
+                    else:
+                        report.skipped_files.append((str(f), f"unsupported type '{f.suffix or 'no suffix'}'"))
+        elif p.is_file():
+            if p.suffix.lower() not in SUFFIXES:
+                raise InputError(f"{p}: unsupported file type '{p.suffix}'; use {', '.join(sorted(SUFFIXES))}")
+            found.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return found
+
+
+def _decode(path: Path, report: ReadReport) -> str | None:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        report.skipped_files.append((str(path), f"unreadable ({exc.strerror or exc})"))
+        return None
+    if b"\x00" in raw[:8192]:
+        report.skipped_files.append((str(path), "binary file (NUL bytes)"))
+        return None
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    report.skipped_files.append((str(path), "not UTF-8 or GB18030 text"))
+    return None
+
+
+def read_documents(paths: list[str | Path], text_field: str = "text", id_field: str = "id",
+                   ) -> tuple[list[Document], ReadReport]:
+    """Every document under ``paths``. Plain text files are one document each; row files one per row."""
+    report = ReadReport()
+    docs: list[Document] = []
+    for path in _files([Path(p).expanduser() for p in paths], report):
+        text = _decode(path, report)
+        if text is None:
+            continue
+        report.files += 1
+        suffix = path.suffix.lower()
+        if suffix in TEXT_SUFFIXES:
+            if text.strip():
+                docs.append(Document(str(path.resolve()), text, str(path), {}))
+            else:
+                report.empty_rows.append(f"{path}:1")
+            continue
+        rows = (jsonl_objects(path, text) if suffix == ".jsonl"
+                else csv_dicts(path, text, delimiter="\t" if suffix == ".tsv" else ","))
+        for no, row in rows:
+            if text_field not in row:
+                raise InputError(f"{path}:{no}: no '{text_field}' field (fields: {', '.join(map(str, row))}); "
+                                 "choose one with --text-field")
+            value = row[text_field]
+            if not isinstance(value, str):
+                raise InputError(f"{path}:{no}: field '{text_field}' is {type(value).__name__}, expected text")
+            if not value.strip():
+                report.empty_rows.append(f"{path}:{no}")
+                continue
+            meta = {k: v for k, v in row.items() if k not in (text_field,)}
+            doc_id = str(row.get(id_field) if row.get(id_field) not in (None, "") else f"{path}:{no}")
+            docs.append(Document(str(path.resolve()), value, doc_id, meta, no))
+    report.documents = len(docs)
+    return docs, report
