@@ -1,6 +1,6 @@
 """The benchmark suite's one entry point: run the parts you name, then collect their tables in one file.
 
-    .venv/bin/python bench/run.py                 # encode, serve, train (CPU; about 15 minutes on 2 cores)
+    .venv/bin/python bench/run.py                 # encode, serve, train, search (CPU; ~25 minutes on 2 cores)
     .venv/bin/python bench/run.py encode serve    # just those
     .venv/bin/python bench/run.py gpu             # the GPU part (needs CUDA; a few minutes)
     .venv/bin/python bench/run.py --summary-only  # rebuild SUMMARY.md from the results already there
@@ -21,8 +21,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-PARTS = ("encode", "serve", "train", "gpu")
-DEFAULT = ("encode", "serve", "train")
+PARTS = ("encode", "serve", "train", "search", "gpu")
+DEFAULT = ("encode", "serve", "train", "search")
 
 
 def summary() -> Path:
