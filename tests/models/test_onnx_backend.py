@@ -62,7 +62,7 @@ def test_changed_model_files_get_a_new_export(fresh_st):
 
 
 def test_interrupted_export_leaves_nothing_that_looks_complete(fresh_st, monkeypatch):
-    def boom(src, dst):
+    def boom(src, dst, peaks=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ob, "_quantize", boom)
@@ -132,3 +132,15 @@ def test_no_stale_temp_folders_after_success(fresh_st):
     leftovers = [p for p in folder.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == [], leftovers
     shutil.rmtree(folder)
+
+
+def test_only_outlier_layers_keep_fp32_down_projections():
+    names = [f"/model/encoder/layer.{i}/output/dense/MatMul" for i in range(6)] + ["/odd/MatMul"]
+    peaks = {0: 30.0, 1: 10.0, 2: 11.0, 3: 9.0, 4: 70.0, 5: 12.0}  # median 11.5 -> limit 23
+    assert ob.keep_fp32(names, peaks) == [names[0], names[4], "/odd/MatMul"]
+    assert ob.keep_fp32(names, {}) == names  # no layer statistics: keep every one in fp32
+
+
+def test_activation_peaks_cover_every_layer(tiny_model):
+    peaks = ob.activation_peaks(tiny_model)
+    assert sorted(peaks) == [0, 1] and all(v > 0 for v in peaks.values())
