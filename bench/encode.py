@@ -23,12 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import DATA_DIR, sts_sentences, write_results
+
 ENGINES = ("m3e-torch", "m3e-onnx", "m3e-onnx-int8", "sentence-transformers")
 
 
 def corpora(data_dir: Path, n_short: int, n_long: int, seed: int = 0) -> dict[str, list[str]]:
-    lines = (data_dir / "STS-B" / "STS-B.test.data").read_text(encoding="utf-8").splitlines()
-    short = sorted({s for line in lines for s in line.split("\t")[:2]})
+    short = sts_sentences(data_dir)
     docs = []
     for line in (data_dir / "SOHU" / "dc-test.jsonl").read_text(encoding="utf-8").splitlines():
         text = json.loads(line)["sentence2"]
@@ -81,8 +82,7 @@ def main() -> None:
     ap.add_argument("--long", type=int, default=100, help="how many long documents")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--engines", nargs="+", default=list(ENGINES))
-    ap.add_argument("--data-dir", default=os.environ.get("M3E_DATA_DIR",
-                                                          Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data-dir", default=DATA_DIR)
     ap.add_argument("--output", default=Path(__file__).parent / "results" / "encode.json")
     args = ap.parse_args()
 
@@ -148,12 +148,9 @@ def main() -> None:
             r["batch1_ms"] = round(r["batch1_ms"], 1)
         result["corpora"][kind] = {"texts": len(items), "tokens": tokens, "rows": rows}
 
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    md = markdown(result)
-    out.with_suffix(".md").write_text(md + "\n")
-    print(md)
+    table = markdown(result)
+    write_results(args.output, result, table)
+    print(table)
 
 
 def markdown(result: dict) -> str:

@@ -14,19 +14,14 @@ size. Runs on CPU too (--device cpu, for checking the script; no peak). Writes b
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
+
+from common import DATA_DIR, sts_sentences, write_results
 
 # Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, from the vendors' data sheets.
 PEAKS = {"H200": 989.0, "H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0,
          "L40S": 362.0, "L4": 121.0, "A10": 125.0, "4090": 165.0, "V100": 125.0}
-
-
-def sentences(data_dir: Path) -> list[str]:
-    lines = (data_dir / "STS-B" / "STS-B.test.data").read_text(encoding="utf-8").splitlines()
-    return sorted({s for line in lines for s in line.split("\t")[:2]})
 
 
 def flops_per_token(model, mean_len: float) -> float:
@@ -44,8 +39,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=None, help="override the bf16 peak of this GPU")
-    ap.add_argument("--data-dir", default=os.environ.get("M3E_DATA_DIR",
-                                                          Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data-dir", default=DATA_DIR)
     ap.add_argument("--output", default=Path(__file__).parent / "results" / "gpu.json")
     args = ap.parse_args()
 
@@ -54,7 +48,7 @@ def main() -> None:
 
     from m3e import load_model
 
-    texts = sentences(Path(args.data_dir))
+    texts = sts_sentences(args.data_dir)
     gpu = load_model(args.model, device=args.device, dtype="bfloat16")
     on_cuda = gpu.device.startswith("cuda")
     name = torch.cuda.get_device_name(0) if on_cuda else "cpu"
@@ -108,10 +102,7 @@ def main() -> None:
                      f"{r['achieved_tflops']} | {share} |")
     table = "\n".join(lines)
     print(table)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(table + "\n")
+    write_results(args.output, result, table)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Writes bench/results/search.json and search.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from common import DATA_DIR, write_results
 
 
 def passages(data_dir: Path) -> tuple[list[str], list[str]]:
@@ -43,8 +44,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--build-docs", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data-dir", default=os.environ.get("M3E_DATA_DIR",
-                                                          Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data-dir", default=DATA_DIR)
     ap.add_argument("--output", default=Path(__file__).parent / "results" / "search.json")
     args = ap.parse_args()
 
@@ -138,10 +138,7 @@ def main() -> None:
                  f"one question: {result['embed_query_ms']} ms (add it to the per-query search time).")
     table = "\n".join(lines)
     print(table)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(table + "\n")
+    write_results(args.output, result, table)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def sentences(data_dir: Path) -> list[str]:
-    lines = (data_dir / "STS-B" / "STS-B.test.data").read_text(encoding="utf-8").splitlines()
-    return sorted({s for line in lines for s in line.split("\t")[:2]})
+from common import DATA_DIR, sts_sentences
 
 
 def free_port() -> int:
@@ -102,11 +99,10 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--model", default="multilingual-e5-small-q4")
     ap.add_argument("--backend", default="torch", help="m3e's inference backend: torch, onnx or onnx-int8")
-    ap.add_argument("--data-dir", default=os.environ.get("M3E_DATA_DIR",
-                                                          Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data-dir", default=DATA_DIR)
     ap.add_argument("--output", default=Path(__file__).parent / "results" / "serve.json")
     args = ap.parse_args()
-    texts = sentences(Path(args.data_dir))
+    texts = sts_sentences(args.data_dir)
     bindir = Path(sys.executable).parent
     env = {**os.environ}
     servers = {

@@ -242,3 +242,17 @@ def test_sigterm_finishes_in_flight_requests(tiny_st_dir):
     assert len(r.json()["data"]) == len(texts) and results["done"] > signalled  # it was in flight
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=2)  # and then it is gone
+
+
+def test_serve_with_the_onnx_backend(tiny_st_dir, tiny_model):
+    """`m3e serve --backend onnx`: the same OpenAI contract, vectors equal to torch's to ONNX precision."""
+    pytest.importorskip("onnxruntime")
+    proc, url = start_cli_server(tiny_st_dir, "--backend", "onnx")
+    try:
+        r = httpx.post(f"{url}/v1/embeddings", json={"input": TEXTS[:4], "model": "tiny"})
+        assert r.status_code == 200, r.text
+        got = np.array([d["embedding"] for d in r.json()["data"]])
+        np.testing.assert_allclose(got, expected(tiny_model, TEXTS[:4]), atol=5e-5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
