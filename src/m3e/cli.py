@@ -538,13 +538,10 @@ def index_build(
 
 
 def _open_index(folder: Path, model, device, threads, backend, trust=False):
-    from m3e.search.index import MANIFEST, Index
+    from m3e.search.index import Index
 
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        Index.load(folder)  # raises the clear "not an m3e index" error
-    name = model or json.loads(manifest.read_text(encoding="utf-8")).get("model")
-    return Index.load(folder, _load(name, device, threads, trust, backend))
+    return Index.load(folder, model=model, device=device, threads=threads, trust_remote_code=trust,
+                      backend=backend, log=_err)
 
 
 @index_app.command("add")

@@ -130,13 +130,13 @@ def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path) -> dict:
     start = time.perf_counter()
     data = task.load(data_dir)
     scores, n = score_task(task, data, memo)
-    backend = getattr(memo.embedder, "backend", "torch")
-    name = memo.embedder.name if backend == "torch" else f"{memo.embedder.name}@{backend}"
+    from m3e.models.encoder import result_label
+
     return {
         "task": task.name,
         "type": task.type,
-        "model": name,
-        "backend": backend,
+        "model": result_label(memo.embedder),
+        "backend": getattr(memo.embedder, "backend", "torch"),
         "category": task.category,
         "main_score_name": task.main_score,
         "main_score": scores[task.main_score],

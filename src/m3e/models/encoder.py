@@ -113,8 +113,7 @@ class Embedder:
     # ---- facts about the model -------------------------------------------------------------
     @property
     def label(self) -> str:
-        """The name results are filed under: ``name``, or ``name@backend`` off the torch path."""
-        return self.name if self.backend == "torch" else f"{self.name}@{self.backend}"
+        return result_label(self)
 
     @property
     def dim(self) -> int:
@@ -317,6 +316,12 @@ class Embedder:
         with atomic_dir(target) as tmp:
             self.model.save(str(tmp))
         return target
+
+
+def result_label(embedder) -> str:
+    """The name results are filed under: ``name``, or ``name@backend`` off the torch path."""
+    backend = getattr(embedder, "backend", "torch")
+    return embedder.name if backend == "torch" else f"{embedder.name}@{backend}"
 
 
 class _nullcontext:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -12,12 +13,18 @@ _KEEP = re.compile(r"\w", re.UNICODE)  # drop tokens that are only punctuation o
 def words(text: str) -> list[str]:
     """jieba search-mode words of lower-cased text (long words also yield their parts: 新款手机 -> 新款, 手机,
     新款手机); English words stay whole, punctuation is dropped."""
+    return [w for w in _jieba().lcut_for_search(text.lower()) if _KEEP.search(w)]
+
+
+@functools.cache
+def _jieba():
+    """Imported once, quietly (it logs its dictionary loading at INFO)."""
     import logging
 
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
-    return [w for w in jieba.lcut_for_search(text.lower()) if _KEEP.search(w)]
+    return jieba
 
 
 class BM25:
