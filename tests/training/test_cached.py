@@ -10,13 +10,16 @@ from m3e.training import step as steps
 from tests.conftest import SAMPLE
 
 
-def _grads(st, batch, cached, mini_batch=3):
+def _grads(st, batch, cached, mini_batch=3, keep_base=0.0):
     st.zero_grad(set_to_none=True)
 
     def embed(texts):
         return st((getattr(st, "preprocess", None) or st.tokenize)(texts))["sentence_embedding"]
 
     kw = {"temperature": 0.05, "symmetric": True, "gather": False, "dims": None, "cosent_scale": 20.0}
+    if keep_base:  # a stand-in reference: the embeddings of the texts shifted, so the drift term has gradients
+        ref = steps.reference_embeddings(batch, lambda texts: embed(texts) + 0.1, mini_batch)
+        kw.update(keep_base=keep_base, reference=ref)
     if cached:
         loss = steps.cached_step(batch, embed, lambda x: x.backward(), mini_batch, **kw)
     else:
@@ -24,8 +27,8 @@ def _grads(st, batch, cached, mini_batch=3):
     return loss, {n: p.grad.clone() for n, p in st.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("kind", ["triplet", "scored"])
-def test_cached_equals_plain(tiny_model, kind):
+@pytest.mark.parametrize("kind,keep_base", [("triplet", 0.0), ("scored", 0.0), ("triplet", 3.0), ("scored", 3.0)])
+def test_cached_equals_plain(tiny_model, kind, keep_base):
     st = tiny_model.model
     st.eval()  # no dropout: the two steps see the same network
     t = [s for s in SAMPLE if s.strip()]
@@ -34,8 +37,10 @@ def test_cached_equals_plain(tiny_model, kind):
     else:
         records = [Record(t[i], t[i + 2], score=float(i % 4)) for i in range(8)]
     batch = steps.layout(records, kind, "query: ", "passage: ")
-    loss_plain, g_plain = _grads(st, batch, cached=False)
-    loss_cached, g_cached = _grads(st, batch, cached=True)
+    loss_plain, g_plain = _grads(st, batch, cached=False, keep_base=keep_base)
+    loss_cached, g_cached = _grads(st, batch, cached=True, keep_base=keep_base)
+    if keep_base:
+        assert loss_plain > _grads(st, batch, cached=False)[0]
     assert loss_cached == pytest.approx(loss_plain, rel=1e-5)
     assert g_plain.keys() == g_cached.keys() and g_plain
     for name in g_plain:

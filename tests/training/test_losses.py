@@ -99,3 +99,13 @@ def test_matryoshka_sums_truncated_losses():
     total = matryoshka(info_nce, [16, 8, 4], a, p, None, temperature=0.05)
     parts = sum(info_nce(a[:, :d], p[:, :d], None, temperature=0.05) for d in (16, 8, 4))
     assert float(total) == pytest.approx(float(parts))
+
+
+def test_drift_equals_naive():
+    from m3e.training.losses import drift
+
+    torch.manual_seed(0)
+    s, r = torch.randn(6, 5), torch.randn(6, 5)
+    naive = sum(1 - float(s[i] @ r[i]) / float(s[i].norm() * r[i].norm()) for i in range(6)) / 6
+    assert float(drift(s, r)) == pytest.approx(naive, rel=1e-6)
+    assert float(drift(s, s * 3)) == pytest.approx(0.0, abs=1e-6)

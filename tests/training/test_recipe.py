@@ -29,6 +29,9 @@ def test_recipe_validation(tmp_path):
     bad.write_text("sources: []\n", encoding="utf-8")
     with pytest.raises(InputError, match="missing 'base'"):
         load_recipe(bad)
+    bad.write_text("base: x\nsources: [{path: a.tsv, passages: {size: 4, bogus: 1}}]\n", encoding="utf-8")
+    with pytest.raises(InputError, match="passages takes a mapping"):
+        load_recipe(bad)
     bad.write_text("base: x\nsources: []\ntrain: {epoch: 2}\n", encoding="utf-8")
     with pytest.raises(InputError, match="unknown train options"):
         load_recipe(bad)
@@ -41,11 +44,37 @@ def test_shipped_recipe_sources_on_real_data(shared_data):
     sources, report, sizes = build_sources(recipe, shared_data)
     assert len(sizes) == 24 and sum(sizes.values()) > 200_000
     counts = {s.name: len(s.records) for s in sources}
-    assert counts["ATEC.valid"] == 20_000 - report["ATEC.valid"]["dropped_records"]
+    assert counts["ATEC.valid"] == 9_000 - report["ATEC.valid"]["dropped_records"]  # max_records: 9000
     assert report["STS-B.train"]["dropped_records"] > 0  # STS-B train shares sentences with its test split
     assert report["bge_finetune_data"]["dropped_records"] > 0  # SOURCE.md: 80 queries + 93 positives leak
     assert {s.kind for s in sources} == {"triplet", "pair", "scored"}
     assert next(s for s in sources if s.name == "wmt18-zh-en").records[0].positive.isascii()
+    from m3e.data.overlap import evaluation_texts, norm
+
+    texts, _ = evaluation_texts(shared_data)
+    for s in (s for s in sources if s.name.endswith("-passages")):
+        assert s.kind == "pair" and s.doc_instruction == "passage" and s.keep_base and len(s.records) >= 300
+        assert all(norm(r.anchor) not in texts for r in s.records)
+    # passages are joined after the filter: no LCQMC sentence that is an evaluation text is inside one
+    from m3e.data.passages import join_sentences
+    from m3e.data.records import read_source
+
+    raw = read_source(shared_data / "LCQMC" / "LCQMC.valid.data", format="tsv",
+                      columns=["sentence1", "sentence2", "label"])
+    leaked = {join_sentences([t]) for r in raw.records for t in (r.anchor, r.positive) if norm(t) in texts}
+    passages = next(s for s in sources if s.name == "lcqmc-passages").records
+    assert len(leaked) > 500
+    ends = set("。！？!?.…；; ") | set("'\"”’」』)）")
+
+    def whole_sentence_in(t: str, passage: str) -> bool:  # not a coincidental tail of a longer sentence
+        at = passage.find(t)
+        while at >= 0:
+            if at == 0 or passage[at - 1] in ends:
+                return True
+            at = passage.find(t, at + 1)
+        return False
+
+    assert not [t for t in leaked for r in passages if whole_sentence_in(t, r.positive)]
 
 
 def test_recipe_from_a_data_folder(tmp_path, tiny_st_dir, monkeypatch):
@@ -61,6 +90,15 @@ def test_recipe_from_a_data_folder(tmp_path, tiny_st_dir, monkeypatch):
         "sources": [{"path": "train.tsv", "format": "tsv", "columns": ["sentence1", "sentence2", "label"]},
                     {"path": "pairs.csv", "rename": {"0": "query", "1": "positive"}}],
         "train": {"epochs": 1, "batch_size": 2, "progress": False}}), encoding="utf-8")
+    twice = json.loads(recipe.read_text(encoding="utf-8"))
+    twice["sources"].append(twice["sources"][0])
+    (tmp_path / "twice.yaml").write_text(json.dumps(twice), encoding="utf-8")
+    with pytest.raises(InputError, match="sources 0 and 2 are both named 'train'"):
+        build_sources(load_recipe(tmp_path / "twice.yaml"), data)
+    twice["sources"][2] = {**twice["sources"][0], "passages": {"size": 2}}
+    (tmp_path / "twice.yaml").write_text(json.dumps(twice), encoding="utf-8")
+    passages = build_sources(load_recipe(tmp_path / "twice.yaml"), data)[0][2]
+    assert passages.name == "train-passages" and len(passages.records) == 1  # 1 positive pair left, 4 texts
     sources, report, sizes = build_sources(load_recipe(recipe), data)
     assert report["train"] == {"kept": 2, "dropped_records": 1, "removed_negatives": 0}
     assert sizes == {"STSB": 2} and [s.kind for s in sources] == ["scored", "pair"]

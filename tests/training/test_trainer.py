@@ -174,3 +174,45 @@ def test_eval_during_training_keeps_the_best(tiny_st_dir, tmp_path, shared_data)
     assert state["best"]["step"] == best["step"] and (out / "best" / "model.safetensors").is_file()
     card = (out / "model" / "README.md").read_text(encoding="utf-8")
     assert "best checkpoint by mean evaluation score" in card and "| step | STSB | mean |" in card
+
+
+def _drift_from_base(tiny_st_dir, model_dir, texts) -> float:
+    from m3e import load_model
+
+    a = load_model(str(tiny_st_dir), device="cpu").encode(texts)
+    b = load_model(str(model_dir), device="cpu").encode(texts)
+    return float(np.mean(1 - (a * b).sum(1)))
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_keep_base_holds_embeddings_near_the_starting_model(tiny_st_dir, tmp_path, lora):
+    """The reference is the starting model (LoRA: adapter off; otherwise a frozen copy), so a strong keep_base
+    weight leaves the tuned embeddings much closer to the base than the same run without it."""
+    if lora:
+        pytest.importorskip("peft")
+    from m3e.data.records import read_source
+    from m3e.training import step as steps
+
+    rows = toy_pairs()
+    data = write(tmp_path / "toy.jsonl", rows)
+    texts = [r["query"] for r in rows] + [r["positive"] for r in rows]
+    drifts = {}
+    for weight in (0.0, 50.0):
+        out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+            output=str(tmp_path / f"k{weight}"), epochs=4, batch_size=8, lr=2e-2 if lora else 1e-3, lora=lora,
+            keep_base=weight, progress=False)
+        drifts[weight] = _drift_from_base(tiny_st_dir, out / "model", texts)
+    assert drifts[50.0] < drifts[0.0] / 2, drifts
+
+    # per-source weight wins over the run's: only the source with keep_base gets the reference pass
+    seen = []
+    real = steps.reference_embeddings
+    src = read_source(data, keep_base=0.0)
+    tuner = FineTuner.from_pretrained(str(tiny_st_dir), [src], device="cpu")
+    try:
+        steps.reference_embeddings = lambda *a, **k: seen.append(1) or real(*a, **k)
+        tuner.run(output=str(tmp_path / "per-source"), epochs=1, batch_size=8, keep_base=5.0, lora=lora,
+                  progress=False)
+    finally:
+        steps.reference_embeddings = real
+    assert not seen

@@ -51,6 +51,7 @@ class Source:
     weight: float = 1.0
     instruction: str | None = None  # anchor prefix: a literal string or one of the model's prompt names
     doc_instruction: str | None = None  # prefix for positives and negatives
+    keep_base: float | None = None  # this source's weight of the drift term (None: the run's TrainConfig.keep_base)
     skipped: Counter = field(default_factory=Counter)
     first_skip: dict[str, int] = field(default_factory=dict)  # reason -> first line (row) it happened on
     columns: tuple[str, ...] = ()
@@ -172,7 +173,7 @@ def _jsonl(path: Path, text: str):
 def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, instruction: str | None = None,
                 doc_instruction: str | None = None, columns: list[str] | None = None,
                 rename: dict[str, str] | None = None, max_negatives: int | None = None,
-                format: str | None = None) -> Source:  # noqa: A002 - the recipe key
+                format: str | None = None, keep_base: float | None = None) -> Source:  # noqa: A002 - the recipe key
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
@@ -198,6 +199,7 @@ def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, 
             rows = ((no, {rename.get(k, k): v for k, v in row.items()}) for no, row in rows)
         source = records_from_rows(rows, name or path.stem, None, str(path))
     source.weight, source.instruction, source.doc_instruction = weight, instruction, doc_instruction
+    source.keep_base = keep_base
     if max_negatives is not None:
         for r in source.records:
             del r.negatives[max_negatives:]

@@ -56,6 +56,11 @@ def cosent(a: torch.Tensor, b: torch.Tensor, scores: torch.Tensor, *, scale: flo
     return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), dim=0)
 
 
+def drift(student: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean cosine distance of each embedding from the starting model's embedding of the same text."""
+    return (1 - F.cosine_similarity(student.float(), reference.float(), dim=-1)).mean()
+
+
 def matryoshka(loss_fn, dims: list[int] | None, *embeddings: torch.Tensor, **kwargs) -> torch.Tensor:
     """Sum of ``loss_fn`` on the first d dimensions of every embedding for each d (full size when dims is None)."""
     if not dims:

@@ -13,12 +13,14 @@ from dataclasses import fields
 from pathlib import Path
 
 from m3e.data.overlap import evaluation_texts, filter_sources
+from m3e.data.passages import to_passages
 from m3e.data.records import read_source
 from m3e.errors import InputError
 from m3e.training.trainer import FineTuner, TrainConfig
 
 SOURCE_KEYS = {"path", "name", "weight", "instruction", "doc_instruction", "columns", "rename", "max_negatives",
-               "max_records", "format"}
+               "max_records", "format", "passages", "keep_base"}
+PASSAGE_KEYS = {"size", "records", "min_score"}
 RECIPE_KEYS = {"name", "base", "description", "sources", "train", "eval_tasks", "filter_tasks"}
 
 
@@ -48,6 +50,9 @@ def load_recipe(path: Path) -> dict:
             raise InputError(f"{path}: source {i} needs a 'path'")
         if set(spec) - SOURCE_KEYS:
             raise InputError(f"{path}: source {i} has unknown keys {sorted(set(spec) - SOURCE_KEYS)}")
+        options = spec.get("passages")
+        if options is not None and (not isinstance(options, dict) or set(options) - PASSAGE_KEYS):
+            raise InputError(f"{path}: source {i}: passages takes a mapping with keys {sorted(PASSAGE_KEYS)}")
     return recipe
 
 
@@ -55,18 +60,32 @@ def build_sources(recipe: dict, data_dir: Path):
     """(sources, overlap report, evaluation text counts per task)."""
     import random
 
-    sources = []
+    sources, passages = [], {}
     for spec in recipe["sources"]:
         spec = dict(spec)
         limit = spec.pop("max_records", None)
+        as_passages = spec.pop("passages", None)
+        named = "name" in spec
         source = read_source(data_dir / spec.pop("path"), **spec)
+        if as_passages is not None:
+            passages[len(sources)] = as_passages
+            if not named:
+                source.name += "-passages"
         if limit and len(source.records) > limit:
             random.Random(0).shuffle(source.records)
             source.skipped["over max_records (fixed-seed sample kept)"] += len(source.records) - limit
             del source.records[limit:]
         sources.append(source)
+    names = [s.name for s in sources]
+    for j, name in enumerate(names):
+        if name in names[:j]:
+            raise InputError(f"recipe sources {names.index(name)} and {j} are both named '{name}'; give one a "
+                             "'name:'")
     texts, sizes = evaluation_texts(data_dir, recipe.get("filter_tasks"))
     report = filter_sources(sources, texts)
+    for i, options in passages.items():  # after the filter: passages hold no evaluation text
+        sources[i] = to_passages(sources[i], **options)
+        report[sources[i].name]["kept"] = len(sources[i].records)
     return sources, report, sizes
 
 

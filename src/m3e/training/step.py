@@ -52,13 +52,32 @@ class RandState:
 
 def compute_loss(batch: BatchTexts, embed: Callable[[list[str]], torch.Tensor], *, temperature: float,
                  symmetric: bool, gather: bool, dims: list[int] | None, cosent_scale: float,
-                 embeddings: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                 embeddings: dict[str, torch.Tensor] | None = None, keep_base: float = 0.0,
+                 reference: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """The batch's contrastive loss, plus ``keep_base`` x the drift from ``reference`` (the starting model's
+    embeddings of the same texts, per role) when given."""
     e = embeddings or {role: embed(texts) for role, texts in _roles(batch)}
     if batch.kind == "scored":
         scores = torch.tensor(batch.scores, device=e["anchors"].device)
-        return losses.matryoshka(losses.cosent, dims, e["anchors"], e["positives"], scores=scores, scale=cosent_scale)
-    return losses.matryoshka(losses.info_nce, dims, e["anchors"], e["positives"], e.get("negatives"),
-                             temperature=temperature, symmetric=symmetric, gather=gather)
+        loss = losses.matryoshka(losses.cosent, dims, e["anchors"], e["positives"], scores=scores, scale=cosent_scale)
+    else:
+        loss = losses.matryoshka(losses.info_nce, dims, e["anchors"], e["positives"], e.get("negatives"),
+                                 temperature=temperature, symmetric=symmetric, gather=gather)
+    if keep_base and reference:
+        roles = sorted(reference)
+        loss = loss + keep_base * losses.drift(torch.cat([e[r] for r in roles]), torch.cat([reference[r]
+                                                                                          for r in roles]))
+    return loss
+
+
+def reference_embeddings(batch: BatchTexts, embed_reference: Callable[[list[str]], torch.Tensor],
+                         mini_batch: int) -> dict[str, torch.Tensor]:
+    """The starting model's embeddings of every text of the batch (no gradients), per role."""
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for role, texts in _roles(batch):
+            out[role] = torch.cat([embed_reference(texts[i:i + mini_batch]) for i in range(0, len(texts), mini_batch)])
+    return out
 
 
 def _roles(batch: BatchTexts) -> list[tuple[str, list[str]]]:

@@ -49,6 +49,7 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     bitfit: bool = False
+    keep_base: float = 0.0  # weight of the drift of each text's embedding from the starting model's (0: off)
     seed: int = 42
     shuffle: bool = True
     save_every: int = 0  # optimizer steps between checkpoints; 0: only at the end of each epoch
@@ -170,6 +171,12 @@ class FineTuner:
             raise InputError(f"batch size {config.batch_size} does not split over {world} processes")
         torch.manual_seed(config.seed)
         model = self.trainable(config)
+        frozen = None
+        drift_weights = [s.keep_base if s.keep_base is not None else config.keep_base for s in self.sources]
+        if any(drift_weights) and not config.lora:  # LoRA: the base is the model with its adapter switched off
+            import copy
+
+            frozen = copy.deepcopy(model).eval().requires_grad_(False)
         if config.max_length:
             model.max_seq_length = config.max_length
         hidden = model[0].auto_model.config.hidden_size
@@ -228,6 +235,18 @@ class FineTuner:
             features = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in features.items()}
             return model(features)["sentence_embedding"]
 
+        def embed_reference(texts: list[str]) -> torch.Tensor:
+            features = prepare(texts)
+            features = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in features.items()}
+            if frozen is not None:
+                return frozen.to(acc.device)(features)["sentence_embedding"]
+            inner.eval()
+            try:
+                with inner[0].auto_model.disable_adapter():
+                    return inner(features)["sentence_embedding"]
+            finally:
+                inner.train()
+
         loss_kw = {"temperature": config.temperature, "symmetric": config.symmetric, "gather": world > 1,
                    "dims": config.matryoshka_dims, "cosent_scale": config.cosent_scale}
         progress = None
@@ -248,6 +267,9 @@ class FineTuner:
                 a_pre, d_pre = self._prefixes(source, config)
                 batch = steps.layout([source.records[i] for i in local], source.kind, a_pre, d_pre)
                 t0 = time.perf_counter()
+                loss_kw["keep_base"] = drift_weights[s_index]
+                loss_kw["reference"] = steps.reference_embeddings(batch, embed_reference, config.mini_batch) \
+                    if drift_weights[s_index] else None
                 if config.cached:
                     loss = steps.cached_step(batch, embed, acc.backward, config.mini_batch,
                                              no_sync=lambda: acc.no_sync(model), **loss_kw)
@@ -361,6 +383,10 @@ class FineTuner:
             _set_backbone(merged, merged[0].auto_model.merge_and_unload())
             Embedder(merged, name=self.embedder.name).save(target)
             auto.save_pretrained(str(target / "adapter"))
+            config = target / "adapter" / "adapter_config.json"  # the base's name, not this machine's cache path
+            settings = json.loads(config.read_text(encoding="utf-8"))
+            settings["base_model_name_or_path"] = self.embedder.name
+            config.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
         else:
             Embedder(inner, name=self.embedder.name).save(target)
 
@@ -399,6 +425,10 @@ def model_card(base: str, sources: list[Source], config: TrainConfig, state: dic
             f"CoSENT (scale {config.cosent_scale:g}) for scored pairs")
     if config.matryoshka_dims:
         loss += f"; Matryoshka {config.matryoshka_dims}"
+    kept = {s.name: s.keep_base if s.keep_base is not None else config.keep_base for s in sources}
+    if any(kept.values()):
+        loss += "; drift from the base model's embeddings x " + ", ".join(f"{w:g} ({n})" for n, w in kept.items()
+                                                                         if w)
     return f"""---
 library_name: sentence-transformers
 tags: [sentence-transformers, m3e, chinese, embeddings]
