@@ -176,7 +176,7 @@ class FineTuner:
         if any(drift_weights) and not config.lora:  # LoRA: the base is the model with its adapter switched off
             import copy
 
-            frozen = copy.deepcopy(model).eval().requires_grad_(False)
+            frozen = copy.deepcopy(model).eval().requires_grad_(False).to(acc.device)
         if config.max_length:
             model.max_seq_length = config.max_length
         hidden = model[0].auto_model.config.hidden_size
@@ -230,16 +230,16 @@ class FineTuner:
 
         prepare = getattr(inner, "preprocess", None) or inner.tokenize  # sentence-transformers 6 renamed it
 
+        def features_of(texts: list[str]) -> dict:
+            return {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in prepare(texts).items()}
+
         def embed(texts: list[str]) -> torch.Tensor:
-            features = prepare(texts)
-            features = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in features.items()}
-            return model(features)["sentence_embedding"]
+            return model(features_of(texts))["sentence_embedding"]
 
         def embed_reference(texts: list[str]) -> torch.Tensor:
-            features = prepare(texts)
-            features = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in features.items()}
+            features = features_of(texts)
             if frozen is not None:
-                return frozen.to(acc.device)(features)["sentence_embedding"]
+                return frozen(features)["sentence_embedding"]
             inner.eval()
             try:
                 with inner[0].auto_model.disable_adapter():
