@@ -44,7 +44,9 @@ def test_shipped_recipe_sources_on_real_data(shared_data):
     sources, report, sizes = build_sources(recipe, shared_data)
     assert len(sizes) == 24 and sum(sizes.values()) > 200_000
     counts = {s.name: len(s.records) for s in sources}
-    assert counts["ATEC.valid"] == 9_000 - report["ATEC.valid"]["dropped_records"]  # max_records: 9000
+    assert counts["ATEC.valid"] == 20_000 - report["ATEC.valid"]["dropped_records"]  # the whole valid split
+    assert next(s for s in sources if s.name == "BQ.valid").weight == 2
+    assert recipe["train"]["merge_scale"] == 0.7
     assert report["STS-B.train"]["dropped_records"] > 0  # STS-B train shares sentences with its test split
     assert report["bge_finetune_data"]["dropped_records"] > 0  # SOURCE.md: 80 queries + 93 positives leak
     assert {s.kind for s in sources} == {"triplet", "pair", "scored"}

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from m3e.errors import InputError
 from m3e.evaluation.metrics import retrieval_scores
 from m3e.training import FineTuner
 from tests.conftest import SAMPLE
@@ -216,3 +217,33 @@ def test_keep_base_holds_embeddings_near_the_starting_model(tiny_st_dir, tmp_pat
     finally:
         steps.reference_embeddings = real
     assert not seen
+
+
+def test_merge_scale_ships_a_fraction_of_the_lora_difference(tiny_st_dir, tmp_path):
+    pytest.importorskip("peft")
+    from sentence_transformers import SentenceTransformer
+
+    data = write(tmp_path / "toy.jsonl", toy_pairs())
+    base = load_file(str(tiny_st_dir / "model.safetensors"))
+    runs = {}
+    for scale in (1.0, 0.6):
+        runs[scale] = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+            output=str(tmp_path / f"s{scale}"), epochs=2, batch_size=8, lr=1e-3, lora=True, merge_scale=scale,
+            progress=False) / "model"
+    full, part = (load_file(str(runs[s] / "model.safetensors")) for s in (1.0, 0.6))
+    changed = [k for k in base if not torch.equal(full[k], base[k])]
+    assert changed
+    for k in base:  # the same training, then base + 0.6 x (trained - base)
+        torch.testing.assert_close(part[k], base[k] + 0.6 * (full[k] - base[k]), atol=1e-6, rtol=1e-5)
+    a, b = (json.loads((runs[s] / "adapter" / "adapter_config.json").read_text()) for s in (1.0, 0.6))
+    assert b["lora_alpha"] == pytest.approx(0.6 * a["lora_alpha"])
+    # the shipped adapter on the base gives the scaled merge, in plain sentence-transformers
+    st = SentenceTransformer(str(tiny_st_dir), device="cpu")
+    st.load_adapter(str(runs[0.6] / "adapter"))
+    np.testing.assert_allclose(st.encode(["今天天气不错"], normalize_embeddings=True),
+                               SentenceTransformer(str(runs[0.6]), device="cpu").encode(
+                                   ["今天天气不错"], normalize_embeddings=True), atol=1e-5)
+    assert "LoRA merge scale | 0.6" in (runs[0.6] / "README.md").read_text()
+    with pytest.raises(InputError, match="merge_scale 0.5 needs LoRA"):
+        FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+            output=str(tmp_path / "x"), batch_size=8, merge_scale=0.5, progress=False)

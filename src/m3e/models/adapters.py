@@ -35,3 +35,16 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, target: Path, *, name: str,
     if card:
         (target / "README.md").write_text(card, encoding="utf-8")
     return target
+
+
+def scale_lora(peft_model, scale: float):
+    """Multiply every LoRA layer's scaling (alpha / r) by ``scale`` in place, so a merge adds ``scale`` x the
+    learned difference: the same as loading the adapter with ``lora_alpha`` x ``scale``."""
+    if scale != 1.0:
+        from peft.tuners.lora import LoraLayer
+
+        for module in peft_model.modules():
+            if isinstance(module, LoraLayer):
+                for name in module.scaling:
+                    module.scaling[name] *= scale
+    return peft_model

@@ -48,6 +48,9 @@ class TrainConfig:
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
+    # LoRA: the learned difference is merged and shipped x this (a WiSE-FT-style step back toward the base, which
+    # trades in-domain gains for the base's retrieval and long-text behaviour); 1: as trained
+    merge_scale: float = 1.0
     bitfit: bool = False
     keep_base: float = 0.0  # weight of the drift of each text's embedding from the starting model's (0: off)
     seed: int = 42
@@ -136,6 +139,10 @@ class FineTuner:
         st = self.embedder.model
         if config.lora and config.bitfit:
             raise InputError("choose LoRA or BitFit, not both")
+        if config.merge_scale != 1.0 and not config.lora:
+            raise InputError(f"merge_scale {config.merge_scale:g} needs LoRA (lora: true)")
+        if config.merge_scale <= 0:
+            raise InputError(f"merge_scale must be > 0, got {config.merge_scale:g}")
         if config.gradient_checkpointing:
             st[0].auto_model.gradient_checkpointing_enable()
         if config.lora:
@@ -356,16 +363,17 @@ class FineTuner:
                                                                 for r in results))
         if state["best"] is None or score > state["best"]["score"]:
             state["best"] = entry
-            self._export(inner, out / "best")
+            self._export(inner, out / "best", config.merge_scale)
 
-    def _export(self, inner, target: Path) -> None:
-        """A plain sentence-transformers folder (LoRA merged into a copy, the training model untouched);
-        written beside ``target`` and swapped in, so an older export stays until the new one is complete."""
+    def _export(self, inner, target: Path, merge_scale: float = 1.0) -> None:
+        """A plain sentence-transformers folder (LoRA merged into a copy at ``merge_scale``, the training model
+        untouched); written beside ``target`` and swapped in, so an older export stays until the new one is
+        complete."""
         if target.exists():
             fresh = target.with_name(target.name + ".new")
             if fresh.exists():
                 shutil.rmtree(fresh)
-            self._export(inner, fresh)
+            self._export(inner, fresh, merge_scale)
             old = target.with_name(target.name + ".old")
             if old.exists():
                 shutil.rmtree(old)
@@ -373,6 +381,7 @@ class FineTuner:
             fresh.rename(target)
             shutil.rmtree(old)
             return
+        from m3e.models.adapters import scale_lora
         from m3e.models.encoder import Embedder
 
         auto = inner[0].auto_model
@@ -380,19 +389,20 @@ class FineTuner:
             import copy
 
             merged = copy.deepcopy(inner)
-            _set_backbone(merged, merged[0].auto_model.merge_and_unload())
+            _set_backbone(merged, scale_lora(merged[0].auto_model, merge_scale).merge_and_unload())
             Embedder(merged, name=self.embedder.name).save(target)
             auto.save_pretrained(str(target / "adapter"))
             config = target / "adapter" / "adapter_config.json"  # the base's name, not this machine's cache path
             settings = json.loads(config.read_text(encoding="utf-8"))
             settings["base_model_name_or_path"] = self.embedder.name
+            settings["lora_alpha"] = settings["lora_alpha"] * merge_scale  # peft scales the difference by alpha / r
             config.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
         else:
             Embedder(inner, name=self.embedder.name).save(target)
 
     def _save_output(self, inner, config, state, out: Path, lr: float) -> None:
         final = out / "final"
-        self._export(inner, final)
+        self._export(inner, final, config.merge_scale)
         chosen = out / "best" if state.get("best") and (out / "best").is_dir() else final
         model_dir = out / "model"
         if model_dir.exists():
@@ -425,6 +435,7 @@ def model_card(base: str, sources: list[Source], config: TrainConfig, state: dic
             f"CoSENT (scale {config.cosent_scale:g}) for scored pairs")
     if config.matryoshka_dims:
         loss += f"; Matryoshka {config.matryoshka_dims}"
+    merge = f"\n| LoRA merge scale | {config.merge_scale:g} |" if config.lora and config.merge_scale != 1 else ""
     kept = {s.name: s.keep_base if s.keep_base is not None else config.keep_base for s in sources}
     if any(kept.values()):
         loss += "; drift from the base model's embeddings x " + ", ".join(f"{w:g} ({n})" for n, w in kept.items()
@@ -457,7 +468,7 @@ Every batch holds records of one source, with no text twice (false negatives).
 | batch size | {config.batch_size}{' (cached, mini-batch ' + str(config.mini_batch) + ')' if config.cached else ''} |
 | learning rate | {lr:g}, linear decay, warmup {config.warmup_ratio:g} |
 | loss | {loss} |
-| max length | {config.max_length or 'model default'} |
+| max length | {config.max_length or 'model default'} |{merge}
 | precision | {config.mixed_precision} |
 | seed | {config.seed} |
 | training time | {state.get('seconds', 0):.0f} s |
