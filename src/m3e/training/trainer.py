@@ -395,7 +395,8 @@ class FineTuner:
             config = target / "adapter" / "adapter_config.json"  # the base's name, not this machine's cache path
             settings = json.loads(config.read_text(encoding="utf-8"))
             settings["base_model_name_or_path"] = self.embedder.name
-            settings["lora_alpha"] = settings["lora_alpha"] * merge_scale  # peft scales the difference by alpha / r
+            if merge_scale != 1.0:  # peft scales the difference by alpha / r
+                settings["lora_alpha"] = settings["lora_alpha"] * merge_scale
             config.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
         else:
             Embedder(inner, name=self.embedder.name).save(target)
