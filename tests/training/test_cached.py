@@ -46,3 +46,21 @@ def test_cached_equals_plain(tiny_model, kind, keep_base):
     for name in g_plain:
         torch.testing.assert_close(g_cached[name], g_plain[name], rtol=1e-4, atol=1e-6, msg=name)
     st.zero_grad(set_to_none=True)
+
+
+def test_attention_mini_batch_is_the_largest_split_under_the_budget():
+    from m3e.training.step import attention_mini_batch
+
+    heads, layers = 12, 12
+
+    def need(n, length):  # math-path attention held for backward, as documented
+        return 16 * heads * layers * n * length ** 2
+
+    lengths = {"anchors": (32, 40), "positives": (32, 302)}
+    whole = need(32, 40) + need(32, 302)
+    assert attention_mini_batch(lengths, heads, layers, whole) is None  # fits: no split
+    for budget in (whole - 1, 4 * 2**30, need(5, 302), need(5, 302) + 1, 1):
+        mini = attention_mini_batch(lengths, heads, layers, budget)
+        assert mini >= 1
+        assert mini == 1 or need(mini, 302) <= budget  # the longest role's chunk fits
+        assert need(mini + 1, 302) > budget or mini == 32  # and one more text would not

@@ -247,3 +247,30 @@ def test_merge_scale_ships_a_fraction_of_the_lora_difference(tiny_st_dir, tmp_pa
     with pytest.raises(InputError, match="merge_scale 0.5 needs LoRA"):
         FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
             output=str(tmp_path / "x"), batch_size=8, merge_scale=0.5, progress=False)
+
+
+def test_attention_heavy_cpu_batches_are_split_with_the_same_result(tiny_st_dir, tmp_path):
+    """A CPU batch over the attention budget runs as GradCache mini-batches: same weights as the whole batch (dropout
+    off, so both see the same network), and the split steps and peak memory are reported."""
+    import shutil
+
+    model = tmp_path / "no_dropout"
+    shutil.copytree(tiny_st_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model / "config.json").write_text(json.dumps(config))
+    data = write(tmp_path / "toy.jsonl", toy_pairs())
+    outs = {}
+    for name, budget in (("whole", 0.0), ("split", 1e-9)):
+        outs[name] = FineTuner.from_pretrained(str(model), str(data), device="cpu").run(
+            output=str(tmp_path / name), epochs=1, batch_size=8, lr=1e-3, progress=False, attention_memory_gb=budget)
+    state = {n: json.loads((o / "training_state.json").read_text()) for n, o in outs.items()}
+    assert state["whole"]["host_memory"]["split_steps"] == 0
+    assert state["split"]["host_memory"]["split_steps"] == state["split"]["steps"] > 0
+    assert state["split"]["host_memory"]["peak_resident_gb"] > 0
+    a = load_file(str(outs["whole"] / "model" / "model.safetensors"))
+    b = load_file(str(outs["split"] / "model" / "model.safetensors"))
+    base = load_file(str(model / "model.safetensors"))
+    assert any(not torch.allclose(a[k], base[k]) for k in a)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)

@@ -56,7 +56,7 @@ def compute_loss(batch: BatchTexts, embed: Callable[[list[str]], torch.Tensor], 
                  reference: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """The batch's contrastive loss, plus ``keep_base`` x the drift from ``reference`` (the starting model's
     embeddings of the same texts, per role) when given."""
-    e = embeddings or {role: embed(texts) for role, texts in _roles(batch)}
+    e = embeddings or {role: embed(texts) for role, texts in roles(batch)}
     if batch.kind == "scored":
         scores = torch.tensor(batch.scores, device=e["anchors"].device)
         loss = losses.matryoshka(losses.cosent, dims, e["anchors"], e["positives"], scores=scores, scale=cosent_scale)
@@ -64,9 +64,9 @@ def compute_loss(batch: BatchTexts, embed: Callable[[list[str]], torch.Tensor], 
         loss = losses.matryoshka(losses.info_nce, dims, e["anchors"], e["positives"], e.get("negatives"),
                                  temperature=temperature, symmetric=symmetric, gather=gather)
     if keep_base and reference:
-        roles = sorted(reference)
-        loss = loss + keep_base * losses.drift(torch.cat([e[r] for r in roles]), torch.cat([reference[r]
-                                                                                          for r in roles]))
+        names = sorted(reference)
+        loss = loss + keep_base * losses.drift(torch.cat([e[r] for r in names]), torch.cat([reference[r]
+                                                                                          for r in names]))
     return loss
 
 
@@ -75,16 +75,28 @@ def reference_embeddings(batch: BatchTexts, embed_reference: Callable[[list[str]
     """The starting model's embeddings of every text of the batch (no gradients), per role."""
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        for role, texts in _roles(batch):
+        for role, texts in roles(batch):
             out[role] = torch.cat([embed_reference(texts[i:i + mini_batch]) for i in range(0, len(texts), mini_batch)])
     return out
 
 
-def _roles(batch: BatchTexts) -> list[tuple[str, list[str]]]:
-    roles = [("anchors", batch.anchors), ("positives", batch.positives)]
+def roles(batch: BatchTexts) -> list[tuple[str, list[str]]]:
+    out = [("anchors", batch.anchors), ("positives", batch.positives)]
     if batch.negatives:
-        roles.append(("negatives", batch.negatives))
-    return roles
+        out.append(("negatives", batch.negatives))
+    return out
+
+
+def attention_mini_batch(lengths: dict[str, tuple[int, int]], heads: int, layers: int,
+                         budget_bytes: float) -> int | None:
+    """The most texts per forward that keep the attention matrices a CPU step holds for backward under budget, or
+    None when the whole batch fits. ``lengths``: role -> (texts, padded tokens). With a padding mask, CPU SDPA
+    falls back to the math path, which keeps scores, probabilities, the dropout mask and its output per layer
+    (about 16 bytes x heads x tokens^2 per text and layer); one 32-pair batch of 300-token texts took 21.7 GB."""
+    per_text = max(16 * heads * layers * length ** 2 for _, length in lengths.values())
+    if sum(16 * heads * layers * n * length ** 2 for n, length in lengths.values()) <= budget_bytes:
+        return None
+    return max(1, int(budget_bytes // per_text))
 
 
 def plain_step(batch: BatchTexts, embed, backward: Callable[[torch.Tensor], None], **loss_kw) -> float:
@@ -99,7 +111,7 @@ def cached_step(batch: BatchTexts, embed, backward: Callable[[torch.Tensor], Non
     chunks: list[tuple[str, int, list[str], RandState]] = []
     cached: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():
-        for role, texts in _roles(batch):
+        for role, texts in roles(batch):
             for start in range(0, len(texts), mini_batch):
                 part = texts[start:start + mini_batch]
                 state = RandState()

@@ -25,6 +25,7 @@ from m3e.data.records import Source, read_sources, source_from_dataset
 from m3e.errors import InputError
 from m3e.training import step as steps
 from m3e.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from m3e.training.memory import MemoryGuard, peak_resident_bytes
 
 
 @dataclass
@@ -43,6 +44,9 @@ class TrainConfig:
     max_length: int | None = None  # None: the model's
     cached: bool = False
     mini_batch: int = 32  # cached: texts per forward
+    # CPU: a batch whose attention matrices would take more than this runs as GradCache in mini-batches that fit
+    # (same gradients; see steps.attention_mini_batch); 0: never
+    attention_memory_gb: float = 4.0
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"  # no | fp16 | bf16 (GPU)
     lora: bool = False
@@ -53,6 +57,9 @@ class TrainConfig:
     merge_scale: float = 1.0
     bitfit: bool = False
     keep_base: float = 0.0  # weight of the drift of each text's embedding from the starting model's (0: off)
+    # hand freed host memory back to the system when the process holds more than this fraction of the machine's
+    # memory (0: never); see m3e.training.memory
+    trim_memory_above: float = 0.4
     seed: int = 42
     shuffle: bool = True
     save_every: int = 0  # optimizer steps between checkpoints; 0: only at the end of each epoch
@@ -254,6 +261,21 @@ class FineTuner:
             finally:
                 inner.train()
 
+        auto_config = inner[0].auto_model.config
+        budget = config.attention_memory_gb * 2**30 if acc.device.type == "cpu" else 0
+        split_steps = 0
+
+        def split(batch: steps.BatchTexts) -> int | None:
+            """GradCache mini-batch for a CPU batch whose attention would not fit the budget, else None."""
+            if not budget:
+                return None
+            tok = inner.tokenizer
+            lengths = {role: (len(texts), max(len(ids) for ids in tok(texts, truncation=True, max_length=inner.
+                                                                    max_seq_length)["input_ids"]))
+                       for role, texts in steps.roles(batch)}
+            return steps.attention_mini_batch(lengths, auto_config.num_attention_heads,
+                                              auto_config.num_hidden_layers, budget)
+
         loss_kw = {"temperature": config.temperature, "symmetric": config.symmetric, "gather": world > 1,
                    "dims": config.matryoshka_dims, "cosent_scale": config.cosent_scale}
         progress = None
@@ -261,6 +283,7 @@ class FineTuner:
             from tqdm.auto import tqdm
 
             progress = tqdm(total=total, initial=state["step"], desc="train", unit="step", dynamic_ncols=True)
+        guard = MemoryGuard(config.trim_memory_above)
         model.train()
         started = time.perf_counter() - state["seconds"]
         pairs_done = 0
@@ -277,14 +300,17 @@ class FineTuner:
                 loss_kw["keep_base"] = drift_weights[s_index]
                 loss_kw["reference"] = steps.reference_embeddings(batch, embed_reference, config.mini_batch) \
                     if drift_weights[s_index] else None
-                if config.cached:
-                    loss = steps.cached_step(batch, embed, acc.backward, config.mini_batch,
+                mini = config.mini_batch if config.cached else split(batch)
+                if mini:
+                    loss = steps.cached_step(batch, embed, acc.backward, mini,
                                              no_sync=lambda: acc.no_sync(model), **loss_kw)
+                    split_steps += not config.cached
                 else:
                     loss = steps.plain_step(batch, embed, acc.backward, **loss_kw)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                guard.after_step()
                 state["step"] += 1
                 state["position"] += 1
                 pairs_done += len(rows)
@@ -314,6 +340,8 @@ class FineTuner:
         if progress is not None:
             progress.close()
         state["seconds"] = time.perf_counter() - started
+        state["memory"] = {"peak_resident_gb": round(peak_resident_bytes() / 2**30, 2), "trims": guard.trims,
+                           "split_steps": split_steps}
         if config.eval_tasks and not any(e["step"] == state["step"] for e in state["evals"]):
             self._evaluate(acc, inner, config, state, out)
         acc.wait_for_everyone()
@@ -414,6 +442,7 @@ class FineTuner:
             (folder / "README.md").write_text(card, encoding="utf-8")
         (out / "training_state.json").write_text(json.dumps(
             {"config": asdict(config), "lr": lr, "steps": state["step"], "seconds": state["seconds"],
+             "host_memory": state.get("memory"),
              "best": state.get("best"), "evals": state.get("evals", []),
              "sources": [{"name": s.name, "kind": s.kind, "records": len(s.records), "weight": s.weight,
                           "skipped": dict(s.skipped)} for s in self.sources]}, indent=2), encoding="utf-8")
@@ -441,6 +470,9 @@ def model_card(base: str, sources: list[Source], config: TrainConfig, state: dic
     if any(kept.values()):
         loss += "; drift from the base model's embeddings x " + ", ".join(f"{w:g} ({n})" for n, w in kept.items()
                                                                          if w)
+    held = state.get("memory")
+    memory = (f"\n| host memory peak | {held['peak_resident_gb']:g} GiB ({held['trims']} trims, "
+              f"{held['split_steps']} steps split for attention memory) |") if held else ""
     return f"""---
 library_name: sentence-transformers
 tags: [sentence-transformers, m3e, chinese, embeddings]
@@ -472,5 +504,5 @@ Every batch holds records of one source, with no text twice (false negatives).
 | max length | {config.max_length or 'model default'} |{merge}
 | precision | {config.mixed_precision} |
 | seed | {config.seed} |
-| training time | {state.get('seconds', 0):.0f} s |
+| training time | {state.get('seconds', 0):.0f} s |{memory}
 {eval_lines}"""
