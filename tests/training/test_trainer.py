@@ -98,6 +98,8 @@ def test_resume_after_kill_equals_uninterrupted(tiny_st_dir, tmp_path):
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stdout + resumed.stderr
+    held = json.loads((tmp_path / "b" / "training_state.json").read_text())["host_memory"]
+    assert held["peak_resident_gb"] > 0 and held["split_steps"] == 0  # tiny texts: nothing to split
     a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
     assert a.keys() == b.keys()

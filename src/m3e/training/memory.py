@@ -1,10 +1,9 @@
 """Host memory on long CPU runs.
 
 glibc keeps the memory of freed activations in its arenas, and with batch shapes changing every step the pool
-fragments and only grows: a 2-core CPU run of the m3e-small-zh recipe reached 24 GB resident by step 1,831 and
-was killed. ``malloc_trim`` hands the free pages back, but the next step then faults them in again (trimming
-after every step made passage steps 50% slower, measured), so the guard trims only when the process holds more
-than a budget.
+fragments and grows: on the 2-core CPU the m3e-small-zh recipe held 5-10 GB between steps. ``malloc_trim``
+hands the free pages back, but the next step then faults them in again (trimming after every step made passage
+steps 50% slower, measured), so the guard trims only when the process holds more than a budget.
 """
 
 from __future__ import annotations

@@ -84,6 +84,12 @@ def _set_backbone(st, model: torch.nn.Module) -> None:
         module.auto_model = model
 
 
+def _note_peak(state: dict) -> None:
+    """Peak host memory so far, kept across resumes (a resumed process's own peak starts again from zero)."""
+    state["memory"]["peak_resident_gb"] = max(state["memory"]["peak_resident_gb"],
+                                              round(peak_resident_bytes() / 2**30, 2))
+
+
 def default_lr(hidden_size: int) -> float:
     """Small models take larger steps: 5e-5 up to width 384, 3e-5 up to 768 (base), 1e-5 beyond (large)."""
     return 5e-5 if hidden_size <= 384 else 3e-5 if hidden_size <= 768 else 1e-5
@@ -211,7 +217,8 @@ class FineTuner:
         model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
         inner = acc.unwrap_model(model)
 
-        state = {"step": 0, "epoch": 0, "position": 0, "best": None, "history": [], "evals": [], "seconds": 0.0}
+        state = {"step": 0, "epoch": 0, "position": 0, "best": None, "history": [], "evals": [], "seconds": 0.0,
+                 "memory": {"peak_resident_gb": 0.0, "trims": 0, "split_steps": 0}}  # summed over resumes
         if config.resume:
             found = latest_checkpoint(ckpt_root)
             if found is None:
@@ -225,7 +232,7 @@ class FineTuner:
                 optimizer.load_state_dict(extra["optimizer"])
                 scheduler.load_state_dict(extra["scheduler"])
                 set_rng_state(saved["rng"], extra["torch_rng"], extra.get("cuda_rng"))
-                state.update({k: saved[k] for k in state})
+                state.update({k: saved.get(k, state[k]) for k in state})  # older checkpoints: no "memory"
                 acc.print(f"resumed from {found} (step {state['step']})")
         if acc.is_main_process:
             for s in self.sources:
@@ -263,7 +270,6 @@ class FineTuner:
 
         auto_config = inner[0].auto_model.config
         budget = config.attention_memory_gb * 2**30 if acc.device.type == "cpu" else 0
-        split_steps = 0
 
         def split(batch: steps.BatchTexts) -> int | None:
             """GradCache mini-batch for a CPU batch whose attention would not fit the budget, else None."""
@@ -304,13 +310,13 @@ class FineTuner:
                 if mini:
                     loss = steps.cached_step(batch, embed, acc.backward, mini,
                                              no_sync=lambda: acc.no_sync(model), **loss_kw)
-                    split_steps += not config.cached
+                    state["memory"]["split_steps"] += not config.cached
                 else:
                     loss = steps.plain_step(batch, embed, acc.backward, **loss_kw)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                guard.after_step()
+                state["memory"]["trims"] += guard.after_step()
                 state["step"] += 1
                 state["position"] += 1
                 pairs_done += len(rows)
@@ -340,8 +346,7 @@ class FineTuner:
         if progress is not None:
             progress.close()
         state["seconds"] = time.perf_counter() - started
-        state["memory"] = {"peak_resident_gb": round(peak_resident_bytes() / 2**30, 2), "trims": guard.trims,
-                           "split_steps": split_steps}
+        _note_peak(state)
         if config.eval_tasks and not any(e["step"] == state["step"] for e in state["evals"]):
             self._evaluate(acc, inner, config, state, out)
         acc.wait_for_everyone()
@@ -362,6 +367,7 @@ class FineTuner:
         acc.wait_for_everyone()
         if acc.is_main_process:
             state["seconds"] = time.perf_counter() - started
+            _note_peak(state)
             save_checkpoint(root, state["step"], self._weights(inner), optimizer, scheduler, dict(state),
                             keep=config.keep_checkpoints)
 
