@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -109,3 +110,39 @@ def test_drift_equals_naive():
     naive = sum(1 - float(s[i] @ r[i]) / float(s[i].norm() * r[i].norm()) for i in range(6)) / 6
     assert float(drift(s, r)) == pytest.approx(naive, rel=1e-6)
     assert float(drift(s, s * 3)) == pytest.approx(0.0, abs=1e-6)
+
+
+def _cos(x, y):
+    return float(x @ y) / float(x.norm() * y.norm())
+
+
+@pytest.mark.parametrize("kind", ["scored", "pair", "triplet"])
+def test_geometry_equals_naive_over_the_untaught_pairs(kind):
+    """Vectorized term against a loop over every pair of texts, deciding per pair whether the loss acts on it."""
+    from m3e.training.losses import geometry
+    from m3e.training.step import BatchTexts, taught_pairs
+
+    n = 4
+    negatives = [f"n{i}" for i in range(3)] if kind == "triplet" else []
+    batch = BatchTexts(kind, [f"a{i}" for i in range(n)], [f"p{i}" for i in range(n)], negatives,
+                       [float(i) for i in range(n)] if kind == "scored" else [])
+    texts = batch.anchors + batch.positives + batch.negatives
+    torch.manual_seed(1)
+    s, r = torch.randn(len(texts), 6), torch.randn(len(texts), 6)
+
+    def taught(x, y):
+        if {x[0], y[0]} == {"a"} or "a" not in (x[0], y[0]):
+            return False  # anchor-anchor, candidate-candidate: no loss term
+        if kind == "scored":
+            return x[1:] == y[1:]  # only a record's own pair
+        return True  # InfoNCE: every anchor against every candidate
+
+    kept = [(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts)) if not taught(texts[i], texts[j])]
+    x = np.array([_cos(s[i], s[j]) for i, j in kept])
+    y = np.array([_cos(r[i], r[j]) for i, j in kept])
+    naive = 1 - np.corrcoef(x, y)[0, 1]
+    assert float(geometry(s, r, taught_pairs(batch))) == pytest.approx(naive, rel=1e-5)
+    assert float(geometry(s, 2 * s, taught_pairs(batch))) == pytest.approx(0.0, abs=1e-6)
+    assert taught_pairs(batch).equal(taught_pairs(batch).T)
+    everything = torch.ones(len(texts), len(texts), dtype=torch.bool)
+    assert float(geometry(s, r, everything)) == 0.0  # nothing left to keep

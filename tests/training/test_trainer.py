@@ -276,3 +276,63 @@ def test_attention_heavy_cpu_batches_are_split_with_the_same_result(tiny_st_dir,
     assert any(not torch.allclose(a[k], base[k]) for k in a)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)
+
+
+def test_lora_targets_and_layers_limit_what_changes(tiny_st_dir, tmp_path):
+    pytest.importorskip("peft")
+    data = write(tmp_path / "toy.jsonl", toy_pairs())
+    base = load_file(str(tiny_st_dir / "model.safetensors"))
+    out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+        output=str(tmp_path / "qv"), epochs=1, batch_size=8, lr=1e-3, lora=True, lora_targets=["query", "value"],
+        lora_layers=[1], progress=False)
+    merged = load_file(str(out / "model" / "model.safetensors"))
+    changed = {k for k in base if not torch.equal(merged[k], base[k])}
+    assert changed and all(".layer.1." in k and (".query." in k or ".value." in k) for k in changed), changed
+    settings = json.loads((out / "model" / "adapter" / "adapter_config.json").read_text())
+    assert sorted(settings["target_modules"]) == ["query", "value"] and settings["layers_to_transform"] == [1]
+    for bad, message in ((dict(lora_targets=["qkv"]), "no module named qkv"),
+                         (dict(lora_layers=[0, 7]), r"lora_layers: \[7\] out of range")):
+        with pytest.raises(InputError, match=message):
+            FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+                output=str(tmp_path / "bad"), batch_size=8, lora=True, progress=False, **bad)
+
+
+def _untaught_change(start_dir, model_dir, rows) -> float:
+    """1 - correlation of the query-query and positive-positive cosines (pairs no InfoNCE term acts on) with the
+    starting model's."""
+    from m3e import load_model
+
+    total = []
+    for field_ in ("query", "positive"):
+        texts = [r[field_] for r in rows]
+        a = load_model(str(start_dir), device="cpu").encode(texts)
+        b = load_model(str(model_dir), device="cpu").encode(texts)
+        upper = np.triu_indices(len(texts), 1)
+        total.append(1 - np.corrcoef((a @ a.T)[upper], (b @ b.T)[upper])[0, 1])
+    return float(np.mean(total))
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_keep_geometry_holds_the_untaught_cosines(tiny_st_dir, tmp_path, lora):
+    """keep_geometry ties the cosines the loss does not act on to the starting model's, but not the taught ones:
+    their structure changes far less than without it, and the model still learns the pairs. Dropout off: its
+    noise alone decorrelates a tiny model's cosines (1 - correlation 0.33 at the start)."""
+    if lora:
+        pytest.importorskip("peft")
+    from m3e import load_model
+
+    rows = toy_pairs()
+    data = write(tmp_path / "toy.jsonl", rows)
+    change, learned = {}, {}
+    for weight in (0.0, 5.0):
+        out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+            output=str(tmp_path / f"g{weight}"), epochs=4, batch_size=8, lr=2e-2 if lora else 1e-3, lora=lora,
+            keep_geometry=weight, dropout=0.0, progress=False)
+        change[weight] = _untaught_change(tiny_st_dir, out / "model", rows)
+        learned[weight] = ndcg(load_model(str(out / "model"), device="cpu"), rows)
+    start = ndcg(load_model(str(tiny_st_dir), device="cpu"), rows)
+    assert change[5.0] < 0.6 * change[0.0], change
+    assert learned[5.0] > start, (start, learned)
+    with pytest.raises(InputError, match="dropout must be in"):
+        FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+            output=str(tmp_path / "bad"), batch_size=8, dropout=1.5, progress=False)

@@ -61,6 +61,27 @@ def drift(student: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return (1 - F.cosine_similarity(student.float(), reference.float(), dim=-1)).mean()
 
 
+def geometry(student: torch.Tensor, reference: torch.Tensor, taught: torch.Tensor) -> torch.Tensor:
+    """1 - Pearson correlation between the student's and the starting model's cosines of the batch's text pairs
+    that the contrastive loss does not act on (``taught``: (N, N) bool, True where the loss moves the cosine).
+
+    Why: CoSENT only asks to re-rank each record's own pair, yet the whole space moves. Measured on the first
+    m3e-small-zh, 97 % of the change of the untaught cosines was one global shift (e5's cosines spread out from
+    0.8 on average to 0.65), which no ranking sees; correlation ignores any shift and scale and keeps the
+    relative structure that retrieval and long-text tasks rely on, without pulling the taught pairs back the way
+    the absolute ``drift`` does.
+    """
+    s = F.normalize(student.float(), dim=-1)
+    r = F.normalize(reference.float(), dim=-1)
+    taught = taught.to(s.device)
+    keep = ~taught & torch.ones_like(taught).triu(1)
+    if keep.sum() < 2:
+        return s.new_zeros(())
+    x, y = (s @ s.T)[keep], (r @ r.T)[keep]
+    x, y = x - x.mean(), y - y.mean()
+    return 1 - (x * y).sum() / (x.norm() * y.norm()).clamp_min(1e-12)
+
+
 def matryoshka(loss_fn, dims: list[int] | None, *embeddings: torch.Tensor, **kwargs) -> torch.Tensor:
     """Sum of ``loss_fn`` on the first d dimensions of every embedding for each d (full size when dims is None)."""
     if not dims:

@@ -53,9 +53,10 @@ class RandState:
 def compute_loss(batch: BatchTexts, embed: Callable[[list[str]], torch.Tensor], *, temperature: float,
                  symmetric: bool, gather: bool, dims: list[int] | None, cosent_scale: float,
                  embeddings: dict[str, torch.Tensor] | None = None, keep_base: float = 0.0,
-                 reference: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                 keep_geometry: float = 0.0, reference: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """The batch's contrastive loss, plus ``keep_base`` x the drift from ``reference`` (the starting model's
-    embeddings of the same texts, per role) when given."""
+    embeddings of the same texts, per role) and ``keep_geometry`` x the change of the cosines the loss does not
+    act on, when given."""
     e = embeddings or {role: embed(texts) for role, texts in roles(batch)}
     if batch.kind == "scored":
         scores = torch.tensor(batch.scores, device=e["anchors"].device)
@@ -67,7 +68,25 @@ def compute_loss(batch: BatchTexts, embed: Callable[[list[str]], torch.Tensor], 
         names = sorted(reference)
         loss = loss + keep_base * losses.drift(torch.cat([e[r] for r in names]), torch.cat([reference[r]
                                                                                           for r in names]))
+    if keep_geometry and reference:
+        names = [r for r, _ in roles(batch)]
+        loss = loss + keep_geometry * losses.geometry(torch.cat([e[r] for r in names]),
+                                                      torch.cat([reference[r] for r in names]), taught_pairs(batch))
     return loss
+
+
+def taught_pairs(batch: BatchTexts) -> torch.Tensor:
+    """(N, N) bool over the batch's texts in role order: True where the loss acts on the cosine (a scored record's
+    own pair; for InfoNCE every anchor against every candidate), symmetric."""
+    sizes = [len(texts) for _, texts in roles(batch)]
+    n, a = sum(sizes), sizes[0]
+    taught = torch.zeros((n, n), dtype=torch.bool)
+    if batch.kind == "scored":
+        idx = torch.arange(a)
+        taught[idx, a + idx] = True
+    else:
+        taught[:a, a:] = True
+    return taught | taught.T
 
 
 def reference_embeddings(batch: BatchTexts, embed_reference: Callable[[list[str]], torch.Tensor],

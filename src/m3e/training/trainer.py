@@ -48,15 +48,21 @@ class TrainConfig:
     # (same gradients; see steps.attention_mini_batch); 0: never
     attention_memory_gb: float = 4.0
     gradient_checkpointing: bool = False
+    dropout: float | None = None  # the backbone's dropout probability while training (None: the model's own)
     mixed_precision: str = "no"  # no | fp16 | bf16 (GPU)
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
+    lora_targets: list[str] | None = None  # module name parts (e.g. [query, value]); None: query, key, value, dense
+    lora_layers: list[int] | None = None  # transformer layer indices that get adapters; None: every layer
     # LoRA: the learned difference is merged and shipped x this (a WiSE-FT-style step back toward the base, which
     # trades in-domain gains for the base's retrieval and long-text behaviour); 1: as trained
     merge_scale: float = 1.0
     bitfit: bool = False
     keep_base: float = 0.0  # weight of the drift of each text's embedding from the starting model's (0: off)
+    # weight of the change of the cosines between a batch's texts that the loss does not act on (0: off);
+    # see losses.geometry
+    keep_geometry: float = 0.0
     # hand freed host memory back to the system when the process holds more than this fraction of the machine's
     # memory (0: never); see m3e.training.memory
     trim_memory_above: float = 0.4
@@ -158,15 +164,30 @@ class FineTuner:
             raise InputError(f"merge_scale must be > 0, got {config.merge_scale:g}")
         if config.gradient_checkpointing:
             st[0].auto_model.gradient_checkpointing_enable()
+        if config.dropout is not None:
+            if not 0 <= config.dropout < 1:
+                raise InputError(f"dropout must be in [0, 1), got {config.dropout:g}")
+            for module in st[0].auto_model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = config.dropout
         if config.lora:
             try:
                 from peft import LoraConfig, get_peft_model
             except ImportError:
                 raise InputError("LoRA needs the peft package: pip install peft") from None
-            targets = [n for n in ("query", "key", "value", "dense") if any(n in m for m, _ in
-                                                                            st[0].auto_model.named_modules())]
+            names = [m for m, _ in st[0].auto_model.named_modules()]
+            wanted = config.lora_targets or ["query", "key", "value", "dense"]
+            missing = [n for n in wanted if not any(m.split(".")[-1] == n for m in names)]
+            if config.lora_targets and missing:
+                raise InputError(f"lora_targets: no module named {', '.join(missing)} in this model")
+            targets = [n for n in wanted if n not in missing]
+            layers = st[0].auto_model.config.num_hidden_layers
+            bad = [i for i in config.lora_layers or [] if not 0 <= i < layers]
+            if bad:
+                raise InputError(f"lora_layers: {bad} out of range for a model of {layers} layers (0-{layers - 1})")
             _set_backbone(st, get_peft_model(st[0].auto_model, LoraConfig(
-                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=targets)))
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=targets,
+                layers_to_transform=config.lora_layers or None)))
         elif config.bitfit:
             for name, p in st.named_parameters():
                 p.requires_grad = name.endswith(".bias")
@@ -193,7 +214,8 @@ class FineTuner:
         model = self.trainable(config)
         frozen = None
         drift_weights = [s.keep_base if s.keep_base is not None else config.keep_base for s in self.sources]
-        if any(drift_weights) and not config.lora:  # LoRA: the base is the model with its adapter switched off
+        # LoRA: the base is the model with its adapter switched off
+        if (any(drift_weights) or config.keep_geometry) and not config.lora:
             import copy
 
             frozen = copy.deepcopy(model).eval().requires_grad_(False).to(acc.device)
@@ -283,7 +305,8 @@ class FineTuner:
                                               auto_config.num_hidden_layers, budget)
 
         loss_kw = {"temperature": config.temperature, "symmetric": config.symmetric, "gather": world > 1,
-                   "dims": config.matryoshka_dims, "cosent_scale": config.cosent_scale}
+                   "dims": config.matryoshka_dims, "cosent_scale": config.cosent_scale,
+                   "keep_geometry": config.keep_geometry}
         progress = None
         if config.progress and acc.is_main_process:
             from tqdm.auto import tqdm
@@ -305,7 +328,7 @@ class FineTuner:
                 t0 = time.perf_counter()
                 loss_kw["keep_base"] = drift_weights[s_index]
                 loss_kw["reference"] = steps.reference_embeddings(batch, embed_reference, config.mini_batch) \
-                    if drift_weights[s_index] else None
+                    if drift_weights[s_index] or config.keep_geometry else None
                 mini = config.mini_batch if config.cached else split(batch)
                 if mini:
                     loss = steps.cached_step(batch, embed, acc.backward, mini,
@@ -459,6 +482,10 @@ def model_card(base: str, sources: list[Source], config: TrainConfig, state: dic
                      f"{sum(s.skipped.values()):,} ({', '.join(f'{n} {w}' for w, n in s.skipped.items()) or '-'}) |"
                      for s in sources)
     method = "LoRA (merged)" if config.lora else "BitFit" if config.bitfit else "full fine-tuning"
+    if config.lora:
+        method += (f", r={config.lora_r}, alpha {config.lora_alpha}, on "
+                   f"{'/'.join(config.lora_targets or ['query', 'key', 'value', 'dense'])}"
+                   f"{' in layers ' + ','.join(map(str, config.lora_layers)) if config.lora_layers else ''}")
     evals = state.get("evals", [])
     eval_lines = ""
     if evals:
@@ -476,6 +503,8 @@ def model_card(base: str, sources: list[Source], config: TrainConfig, state: dic
     if any(kept.values()):
         loss += "; drift from the base model's embeddings x " + ", ".join(f"{w:g} ({n})" for n, w in kept.items()
                                                                          if w)
+    if config.keep_geometry:
+        loss += f"; change of the untaught cosines between a batch's texts x {config.keep_geometry:g}"
     held = state.get("memory")
     memory = (f"\n| host memory peak | {held['peak_resident_gb']:g} GiB ({held['trims']} trims, "
               f"{held['split_steps']} steps split for attention memory) |") if held else ""
