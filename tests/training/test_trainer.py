@@ -251,6 +251,23 @@ def test_merge_scale_ships_a_fraction_of_the_lora_difference(tiny_st_dir, tmp_pa
             output=str(tmp_path / "x"), batch_size=8, merge_scale=0.5, progress=False)
 
 
+@pytest.mark.parametrize("lora", [True, False])
+def test_training_max_length_is_not_the_saved_models(tiny_st_dir, tmp_path, lora):
+    """max_length bounds training memory; the exported models (model/, final/) read as far as the base did."""
+    if lora:
+        pytest.importorskip("peft")
+    from sentence_transformers import SentenceTransformer
+
+    data = write(tmp_path / "toy.jsonl", toy_pairs())
+    served = SentenceTransformer(str(tiny_st_dir), device="cpu").max_seq_length
+    assert served > 8
+    out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
+        output=str(tmp_path / "out"), epochs=1, batch_size=8, lr=1e-3, lora=lora, max_length=8, progress=False)
+    for folder in ("model", "final"):
+        assert SentenceTransformer(str(out / folder), device="cpu").max_seq_length == served
+    assert "| max length | 8 while training |" in (out / "model" / "README.md").read_text(encoding="utf-8")
+
+
 def test_attention_heavy_cpu_batches_are_split_with_the_same_result(tiny_st_dir, tmp_path):
     """A CPU batch over the attention budget runs as GradCache mini-batches: same weights as the whole batch (dropout
     off, so both see the same network), and the split steps and peak memory are reported."""
@@ -290,6 +307,7 @@ def test_lora_targets_and_layers_limit_what_changes(tiny_st_dir, tmp_path):
     assert changed and all(".layer.1." in k and (".query." in k or ".value." in k) for k in changed), changed
     settings = json.loads((out / "model" / "adapter" / "adapter_config.json").read_text())
     assert sorted(settings["target_modules"]) == ["query", "value"] and settings["layers_to_transform"] == [1]
+    assert "on query/value in layers 1 |" in (out / "model" / "README.md").read_text(encoding="utf-8")
     for bad, message in ((dict(lora_targets=["qkv"]), "no module named qkv"),
                          (dict(lora_layers=[0, 7]), r"lora_layers: \[7\] out of range")):
         with pytest.raises(InputError, match=message):

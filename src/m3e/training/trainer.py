@@ -185,6 +185,7 @@ class FineTuner:
             bad = [i for i in config.lora_layers or [] if not 0 <= i < layers]
             if bad:
                 raise InputError(f"lora_layers: {bad} out of range for a model of {layers} layers (0-{layers - 1})")
+            self._lora_targets = targets  # for the model card: what the adapter really covers
             _set_backbone(st, get_peft_model(st[0].auto_model, LoraConfig(
                 r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=targets,
                 layers_to_transform=config.lora_layers or None)))
@@ -219,6 +220,8 @@ class FineTuner:
             import copy
 
             frozen = copy.deepcopy(model).eval().requires_grad_(False).to(acc.device)
+        # the training length is a memory setting: exported models keep the length the base model reads
+        self._served_max_length = model.max_seq_length
         if config.max_length:
             model.max_seq_length = config.max_length
         hidden = model[0].auto_model.config.hidden_size
@@ -447,6 +450,7 @@ class FineTuner:
 
             merged = copy.deepcopy(inner)
             _set_backbone(merged, scale_lora(merged[0].auto_model, merge_scale).merge_and_unload())
+            merged.max_seq_length = self._served_max_length
             Embedder(merged, name=self.embedder.name).save(target)
             auto.save_pretrained(str(target / "adapter"))
             config = target / "adapter" / "adapter_config.json"  # the base's name, not this machine's cache path
@@ -456,7 +460,11 @@ class FineTuner:
                 settings["lora_alpha"] = settings["lora_alpha"] * merge_scale
             config.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
         else:
-            Embedder(inner, name=self.embedder.name).save(target)
+            training_length, inner.max_seq_length = inner.max_seq_length, self._served_max_length
+            try:
+                Embedder(inner, name=self.embedder.name).save(target)
+            finally:
+                inner.max_seq_length = training_length
 
     def _save_output(self, inner, config, state, out: Path, lr: float) -> None:
         final = out / "final"
@@ -466,7 +474,8 @@ class FineTuner:
         if model_dir.exists():
             shutil.rmtree(model_dir)
         shutil.copytree(chosen, model_dir)
-        card = model_card(self.embedder.name, self.sources, config, state, lr, chosen.name)
+        card = model_card(self.embedder.name, self.sources, config, state, lr, chosen.name,
+                          getattr(self, "_lora_targets", None))
         for folder in {model_dir, final}:
             (folder / "README.md").write_text(card, encoding="utf-8")
         (out / "training_state.json").write_text(json.dumps(
@@ -477,14 +486,15 @@ class FineTuner:
                           "skipped": dict(s.skipped)} for s in self.sources]}, indent=2), encoding="utf-8")
 
 
-def model_card(base: str, sources: list[Source], config: TrainConfig, state: dict, lr: float, chosen: str) -> str:
+def model_card(base: str, sources: list[Source], config: TrainConfig, state: dict, lr: float, chosen: str,
+               lora_targets: list[str] | None = None) -> str:
     rows = "\n".join(f"| {s.name} | {s.kind} | {len(s.records):,} | {s.weight:g} | "
                      f"{sum(s.skipped.values()):,} ({', '.join(f'{n} {w}' for w, n in s.skipped.items()) or '-'}) |"
                      for s in sources)
     method = "LoRA (merged)" if config.lora else "BitFit" if config.bitfit else "full fine-tuning"
     if config.lora:
         method += (f", r={config.lora_r}, alpha {config.lora_alpha}, on "
-                   f"{'/'.join(config.lora_targets or ['query', 'key', 'value', 'dense'])}"
+                   f"{'/'.join(lora_targets or config.lora_targets or ['query', 'key', 'value', 'dense'])}"
                    f"{' in layers ' + ','.join(map(str, config.lora_layers)) if config.lora_layers else ''}")
     evals = state.get("evals", [])
     eval_lines = ""
@@ -536,7 +546,7 @@ Every batch holds records of one source, with no text twice (false negatives).
 | batch size | {config.batch_size}{' (cached, mini-batch ' + str(config.mini_batch) + ')' if config.cached else ''} |
 | learning rate | {lr:g}, linear decay, warmup {config.warmup_ratio:g} |
 | loss | {loss} |
-| max length | {config.max_length or 'model default'} |{merge}
+| max length | {f'{config.max_length} while training' if config.max_length else 'model default'} |{merge}
 | precision | {config.mixed_precision} |
 | seed | {config.seed} |
 | training time | {state.get('seconds', 0):.0f} s |{memory}
