@@ -41,8 +41,8 @@ def scaled(adapter: Path, scale: float, device: str):
 def run(recipe: Path, data: Path, out: Path, device: str) -> None:
     import torch
 
+    from m3e.evaluation.builtin import select_tasks
     from m3e.evaluation.runner import evaluate
-    from m3e.evaluation.tasks import select_tasks
     from m3e.training.recipe import run_recipe
 
     torch.set_num_threads(2)  # several runs share the machine's cores

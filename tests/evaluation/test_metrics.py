@@ -8,7 +8,8 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import average_precision_score
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 
-from m3e.evaluation.metrics import pair_classification_scores, sts_scores
+from m3e.evaluation.types.pair_classification import pair_classification_scores
+from m3e.evaluation.types.sts import sts_scores
 
 
 def naive_best_acc(scores, labels, high):

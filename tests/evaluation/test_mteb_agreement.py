@@ -18,11 +18,15 @@ mteb = pytest.importorskip("mteb")
 pytrec_eval = pytest.importorskip("pytrec_eval")
 from datasets import Dataset, DatasetDict  # noqa: E402
 
-from m3e.evaluation import metrics  # noqa: E402
-from m3e.evaluation.data import BitextData, LabelledData, PairData, RerankingData, RetrievalData  # noqa: E402
 from m3e.evaluation.mteb_adapter import MtebEncoder  # noqa: E402
 from m3e.evaluation.runner import EmbeddingMemo, score_task  # noqa: E402
-from m3e.evaluation.tasks import MAIN_SCORES, Task  # noqa: E402
+from m3e.evaluation.tasks import Task  # noqa: E402
+from m3e.evaluation.types import MAIN_SCORES  # noqa: E402
+from m3e.evaluation.types.bitext import BitextData  # noqa: E402
+from m3e.evaluation.types.classification import LabelledData, undersample_indices  # noqa: E402
+from m3e.evaluation.types.reranking import RerankingData  # noqa: E402
+from m3e.evaluation.types.retrieval import RetrievalData, _desc_rank, rank_order, ranking_scores  # noqa: E402
+from m3e.evaluation.types.sts import PairData  # noqa: E402
 
 DIM = 16
 
@@ -148,7 +152,7 @@ def test_undersampling_equals_mteb():
     for i in range(10):
         _, idxs, chosen = AbsTaskClassification._undersample_data(Ns(), ds, i, idxs)
         expected.append(chosen)
-    assert metrics.undersample_indices(labels, 8, 10, 42) == expected
+    assert undersample_indices(labels, 8, 10, 42) == expected
 
 
 def test_clustering_equals_mteb(fake):
@@ -165,7 +169,7 @@ def test_clustering_equals_mteb(fake):
     assert_agree(mine, theirs(task, fake), {"v_measure", "v_measure_std", "ami"})
 
 
-def _retrieval_records(seed=11, n_docs=60, n_queries=25):
+def _retrieval_records(seed=11, n_docs=60, n_queries=25, grades=(1, 3)):
     rng = np.random.default_rng(seed)
     doc_ids = [f"doc{i:03d}" for i in range(n_docs)]
     doc_k = [int(x) for x in rng.integers(0, 8, size=n_docs)]
@@ -174,7 +178,7 @@ def _retrieval_records(seed=11, n_docs=60, n_queries=25):
     for q in range(n_queries):
         k = int(rng.integers(0, 8))
         same = [d for d, dk in zip(doc_ids, doc_k, strict=True) if dk == k]
-        rel = {d: int(rng.integers(1, 3)) for d in rng.choice(same, size=min(len(same), 3), replace=False)}
+        rel = {d: int(rng.integers(*grades)) for d in rng.choice(same, size=min(len(same), 3), replace=False)}
         queries.append(f"c{k}|question {q}")
         qrels.append(rel)
     return queries, corpus, doc_ids, qrels
@@ -191,11 +195,18 @@ def _retrieval_split(queries, corpus, doc_ids, qrels, top_ranked=None):
     )
 
 
-def test_retrieval_equals_mteb_and_pytrec_eval(fake):
+@pytest.mark.parametrize("grades", [(1, 3), (0, 4)], ids=["binary-ish", "graded-0-3"])
+def test_retrieval_equals_mteb_and_pytrec_eval(fake, grades):
+    """Grades 0-3 as in KUAKE-QTR: 0 = listed but not relevant; 1-3 are nDCG gains."""
     from mteb.mocks.mock_tasks.retrieval import MockRetrievalTask
 
-    queries, corpus, doc_ids, qrels = _retrieval_records()
-    mine = ours("Retrieval", RetrievalData(queries, corpus, doc_ids, qrels), fake)
+    # 300 documents; seed 19 leaves no two scores of a query within 1e-6, where float32 cosine (mteb, torch)
+    # and our numpy products could order a near-tie differently
+    queries, corpus, doc_ids, qrels = _retrieval_records(seed=19, n_docs=300, n_queries=40, grades=grades)
+    gaps = np.diff(np.sort(fake.encode(queries, prompt="query: ") @ fake.encode(corpus, prompt="passage: ").T), axis=1)
+    assert gaps.min() > 1e-6
+    mine = ours("Retrieval", RetrievalData(queries, corpus, doc_ids, [{d: g for d, g in r.items() if g > 0}
+                                                                       for r in qrels]), fake)
     task = MockRetrievalTask()
     task.dataset = {"default": {"test": _retrieval_split(queries, corpus, doc_ids, qrels)}}
     must = {"ndcg_at_10", "map_at_10", "recall_at_10", "precision_at_10", "mrr_at_10", "ndcg_at_1000",
@@ -222,12 +233,12 @@ def test_ranking_tie_break_matches_pytrec_eval():
     """Equal scores: trec_eval orders by document id descending; so do we."""
     ids = ["a", "b", "c", "d"]
     scores = np.array([0.5, 0.5, 0.9, 0.5])
-    order = [ids[j] for j in metrics.rank_order(scores, metrics._desc_rank(ids), 4)]
+    order = [ids[j] for j in rank_order(scores, _desc_rank(ids), 4)]
     assert order == ["c", "d", "b", "a"]
     qrels = {"q": {"a": 1}}
     run = {"q": {i: float(s) for i, s in zip(ids, scores, strict=True)}}
     trec = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.3,10", "map_cut.10"}).evaluate(run)["q"]
-    mine = metrics.ranking_scores([order], [qrels["q"]], k_values=(3, 10))
+    mine = ranking_scores([order], [qrels["q"]], k_values=(3, 10))
     assert mine["ndcg_at_3"] == pytest.approx(trec["ndcg_cut_3"]) and mine["ndcg_at_3"] == 0
     assert mine["ndcg_at_10"] == pytest.approx(trec["ndcg_cut_10"])
     assert mine["map_at_10"] == pytest.approx(trec["map_cut_10"])

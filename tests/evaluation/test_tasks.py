@@ -7,8 +7,10 @@ import json
 import pytest
 
 from m3e.errors import InputError
+from m3e.evaluation.builtin import BUILTIN_TASKS, select_tasks
 from m3e.evaluation.runner import evaluate, load_results
-from m3e.evaluation.tasks import BUILTIN_TASKS, Task, load_jsonl_pairs, load_tsv_pairs, select_tasks
+from m3e.evaluation.tasks import Task
+from m3e.evaluation.types.sts import load_jsonl_pairs, load_tsv_pairs
 
 EXPECTED = {  # rows used, from each dataset's SOURCE.md
     "ATEC": 20_000, "BQ": 10_000, "LCQMC": 12_500, "PAWSX": 2_000, "STSB": 1_361, "AFQMC": 4_316,

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from m3e.errors import InputError
-from m3e.evaluation.metrics import retrieval_scores
+from m3e.evaluation.types.retrieval import retrieval_scores
 from m3e.training import FineTuner
 from tests.conftest import SAMPLE
 

@@ -29,7 +29,7 @@ def task_texts(data) -> list[str]:
 
 
 def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tuple[set[str], dict[str, int]]:
-    from m3e.evaluation.tasks import select_tasks
+    from m3e.evaluation.builtin import select_tasks
 
     texts: set[str] = set()
     sizes: dict[str, int] = {}

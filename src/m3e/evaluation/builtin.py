@@ -6,28 +6,19 @@ a split get a fixed-seed stratified split (seed 42), so every run and every mode
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
 from m3e.errors import InputError
-from m3e.evaluation.data import (
-    BitextData,
-    LabelledData,
-    RetrievalData,
-    clean_labelled,
-    count,
-    csv_rows,
-    field_text,
-    jsonl_rows,
-    lines,
-    load_jsonl_pairs,
-    load_tsv_pairs,
-    need,
-    read_text,
-    split_train_test,
-)
-from m3e.evaluation.tasks import MAIN_SCORES, Task
+from m3e.evaluation.data import csv_rows, field_text, jsonl_rows, lines, need, read_json
+from m3e.evaluation.tasks import CATEGORIES, Task
+from m3e.evaluation.types import MAIN_SCORES
+from m3e.evaluation.types import task_type as task_type_named
+from m3e.evaluation.types.base import count
+from m3e.evaluation.types.bitext import BitextData
+from m3e.evaluation.types.classification import LabelledData, clean_labelled, split_train_test
+from m3e.evaluation.types.retrieval import RetrievalData
+from m3e.evaluation.types.sts import load_jsonl_pairs, load_tsv_pairs
 
 NLI = {"entailment": 1.0, "contradiction": 0.0}
 SEED = 42
@@ -137,18 +128,14 @@ def load_csl_retrieval(root: Path) -> RetrievalData:
     return data
 
 
-def load_cmrc_retrieval(root: Path) -> RetrievalData:
-    path = root / "CMRC2018" / "cmrc2018_dev.json"
-    try:
-        doc = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    data = RetrievalData([], [], [], [])
-    for article in doc.get("data", []):
+def _cmrc_paragraphs(path: Path, data: RetrievalData, with_questions: bool) -> None:
+    for article in read_json(path).get("data", []):
         for para in article.get("paragraphs", []):
             pid = str(para["id"])
             data.corpus.append(para["context"])
             data.doc_ids.append(pid)
+            if not with_questions:
+                continue
             for qa in para.get("qas", []):
                 if not qa.get("question", "").strip():
                     count(data.dropped, "empty question")
@@ -157,7 +144,133 @@ def load_cmrc_retrieval(root: Path) -> RetrievalData:
                 data.qrels.append({pid: 1})
     if len(set(data.doc_ids)) != len(data.doc_ids):
         raise InputError(f"{path}: paragraph ids are not unique")
+
+
+def load_cmrc_retrieval(root: Path) -> RetrievalData:
+    data = RetrievalData([], [], [], [])
+    _cmrc_paragraphs(root / "CMRC2018" / "cmrc2018_dev.json", data, with_questions=True)
     return data
+
+
+def load_cmrc_retrieval_hard(root: Path) -> RetrievalData:
+    """The dev questions against the dev paragraphs plus the trial paragraphs (same source, no qrels) and the
+    passages of the other long-text evaluation sets."""
+    data = load_cmrc_retrieval(root)
+    trial = RetrievalData([], [], [], [])
+    _cmrc_paragraphs(root / "CMRC2018" / "cmrc2018_trial.json", trial, with_questions=False)
+    data.add_distractors(trial.corpus, "cmrc2018_trial.json")
+    for source, passages in eval_passages(root).items():
+        data.add_distractors(passages, source)
+    return data
+
+
+def load_kuake_qtr(root: Path) -> RetrievalData:
+    """Medical search queries against every distinct page title of KUAKE-QTR train + dev, graded 0-3.
+
+    Grades 1-3 are the gains (0: not relevant); a query none of whose titles has a grade above 0 has nothing
+    to find and is dropped (counted)."""
+    data = RetrievalData([], [], [], [])
+    title_id: dict[str, str] = {}
+    grades: dict[str, dict[str, int]] = {}
+    for name in ("KUAKE-QTR_train.json", "KUAKE-QTR_dev.json"):
+        path = root / "KUAKE-QTR" / name
+        rows = read_json(path)
+        if not isinstance(rows, list):
+            raise InputError(f"{path}: expected a JSON array of rows")
+        for i, row in enumerate(rows):
+            where = f"{path} row {i + 1}"
+            query, title, label = row.get("query"), row.get("title"), str(row.get("label", ""))
+            if not isinstance(query, str) or not isinstance(title, str) or label not in ("0", "1", "2", "3"):
+                raise InputError(f"{where}: expected query, title and a label 0-3")
+            if not query.strip() or not title.strip():
+                count(data.dropped, "empty query or title")
+                continue
+            if title not in title_id:
+                title_id[title] = f"t{len(title_id):05d}"
+                data.corpus.append(title)
+                data.doc_ids.append(title_id[title])
+            rel = grades.setdefault(query, {})
+            doc = title_id[title]
+            if doc in rel:
+                count(data.dropped, "(query, title) pair listed twice")
+            rel[doc] = max(rel.get(doc, 0), int(label))
+    for query, rel in grades.items():
+        positive = {d: g for d, g in rel.items() if g > 0}
+        if not positive:
+            count(data.dropped, "query with no title graded above 0")
+            continue
+        data.queries.append(query)
+        data.qrels.append(positive)
+    return data
+
+
+def _lcsts_rows(path: Path) -> list[tuple[int, str, str]]:
+    rows = []
+    for no, line in lines(path):
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise InputError(f"{path}:{no}: expected title<TAB>text, found {len(parts)} fields")
+        rows.append((no, parts[0], parts[1]))
+    return rows
+
+
+def load_lcsts_retrieval(root: Path) -> RetrievalData:
+    """LCSTS val + test headlines against all their short texts; a headline's relevant texts are the ones it
+    heads (repeated rows merged, counted)."""
+    data = RetrievalData([], [], [], [])
+    text_id: dict[str, str] = {}
+    by_title: dict[str, dict[str, int]] = {}
+    for name in ("val.tsv", "test.tsv"):
+        for _no, title, text in _lcsts_rows(root / "LCSTS_CLGE" / name):
+            if text not in text_id:
+                text_id[text] = f"s{len(text_id):05d}"
+                data.corpus.append(text)
+                data.doc_ids.append(text_id[text])
+            rel = by_title.setdefault(title, {})
+            if text_id[text] in rel:
+                count(data.dropped, "repeated row merged")
+            rel[text_id[text]] = 1
+    data.queries, data.qrels = list(by_title), list(by_title.values())
+    return data
+
+
+def load_leetcode(root: Path) -> RetrievalData:
+    """Chinese problem statements against the Python solutions of every problem. Solutions with exactly the
+    same code (I/II variants) are one document relevant to each of their problems (merged, counted)."""
+    path = root / "LeetCode_s2c" / "leetcode_zh_python.jsonl"
+    data = RetrievalData([], [], [], [])
+    code_id: dict[str, str] = {}
+    for no, row in jsonl_rows(path):
+        query, code = field_text(path, no, row, "query"), field_text(path, no, row, "code")
+        if not query.strip() or not code.strip():
+            raise InputError(f"{path}:{no}: empty query or code")
+        if code in code_id:
+            count(data.dropped, "same code as another problem (merged)")
+        else:
+            code_id[code] = field_text(path, no, row, "id")
+            data.corpus.append(code)
+            data.doc_ids.append(code_id[code])
+        data.queries.append(query)
+        data.qrels.append({code_id[code]: 1})
+    return data
+
+
+def eval_passages(root: Path) -> dict[str, list[str]]:
+    """Long Chinese passages of the evaluation-only sets, the default distractors of the hard retrieval tasks:
+    texts every training recipe already keeps out (the test-overlap filter), so no model has trained on them."""
+    out: dict[str, list[str]] = {}
+    sohu = []
+    for name in ("dd-test.jsonl", "dc-test.jsonl"):
+        for _no, row in jsonl_rows(root / "SOHU" / name):
+            sohu += [row.get("sentence1", ""), row.get("sentence2", "")]
+    out["SOHU"] = sohu
+    out["CSL abstracts"] = [abstract for _no, abstract, _title in _csl_columns(root / "CSL_benchmark" / "ts" /
+                                                                               "test.tsv")]
+    out["IFlyTek"] = [r.get("sentence", "") for _no, r in jsonl_rows(root / "FewCLUE_iflytek" / "test_public.json")]
+    out["CSLDCP"] = [r.get("content", "") for _no, r in jsonl_rows(root / "FewCLUE_csldcp" / "test_public.json")]
+    out["LCSTS val+test"] = [text for name in ("val.tsv", "test.tsv")
+                             for _no, _title, text in _lcsts_rows(root / "LCSTS_CLGE" / name)]
+    return out
 
 
 def load_wmt(year: int):
@@ -249,6 +362,18 @@ _TASKS = [
     Task("CMRC2018Retrieval", "Retrieval", "s2p", "CMRC 2018 dev: 3,219 questions -> the paragraph they were "
          "written on, among 848 Wikipedia paragraphs; lexical overlap is high; not in C-MTEB.", "ndcg_at_10",
          load_cmrc_retrieval),
+    Task("CMRC2018RetrievalHard", "Retrieval", "s2p", "CMRC 2018 dev questions (3,219) -> their paragraph among "
+         "the 848 dev + 256 trial Wikipedia paragraphs and the long passages of the other evaluation-only sets "
+         "(SOHU, CSL abstracts, IFlyTek, CSLDCP, LCSTS val/test) as distractors; not in C-MTEB.", "ndcg_at_10",
+         load_cmrc_retrieval_hard),
+    Task("MedicalQTRRetrieval", "Retrieval", "s2p", "KUAKE-QTR (CBLUE) train + dev: medical search queries -> "
+         "every distinct page title (26,751), graded relevance 1-3 as nDCG gains (0 not relevant); queries whose "
+         "titles are all graded 0 dropped; not in C-MTEB.", "ndcg_at_10", load_kuake_qtr),
+    Task("LCSTSRetrieval", "Retrieval", "s2p", "LCSTS (CLGE packaging) val + test: Weibo news headlines -> their "
+         "short text among all 1,997 val/test texts; not in C-MTEB.", "ndcg_at_10", load_lcsts_retrieval),
+    Task("LeetCodeRetrieval", "Retrieval", "s2c", "LeetCode (doocs/leetcode, CC BY-SA 4.0): Chinese problem "
+         "statement -> its Python solution among all 3,455 distinct solutions; query prompt on statements, "
+         "passage prompt on code.", "ndcg_at_10", load_leetcode),
     Task("WMT19BitextMining", "BitextMining", "bitext", "WMT newstest2019 zh-en (ModelScope packaging, 2,001 pairs): "
          "each Chinese sentence finds its English reference by nearest cosine; not in C-MTEB.", "f1", load_wmt(19)),
     Task("WMT20BitextMining", "BitextMining", "bitext", "WMT newstest2020 zh-en (1,418 pairs, some multi-sentence); "
@@ -256,3 +381,25 @@ _TASKS = [
 ]
 
 BUILTIN_TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
+
+
+def select_tasks(names: list[str] | None = None, category: str | None = None,
+                 task_type: str | None = None) -> list[Task]:
+    """Built-in tasks by name (case-insensitive), category or type; everything when none is given."""
+    if names:
+        lookup = {n.lower(): t for n, t in BUILTIN_TASKS.items()}
+        unknown = [n for n in names if n.lower() not in lookup]
+        if unknown:
+            raise InputError(f"unknown task(s) {', '.join(unknown)}; known tasks: {', '.join(BUILTIN_TASKS)}")
+        return [lookup[n.lower()] for n in names]
+    chosen = list(BUILTIN_TASKS.values())
+    if category:
+        if category not in CATEGORIES:
+            raise InputError(f"unknown category '{category}'; use one of {', '.join(CATEGORIES)}")
+        chosen = [t for t in chosen if t.category == category]
+    if task_type:
+        kind = task_type_named(task_type).name
+        chosen = [t for t in chosen if t.type == kind]
+    if not chosen:
+        raise InputError(f"no built-in task matches category={category} type={task_type}")
+    return chosen

@@ -1,8 +1,8 @@
 """Optional on-disk embedding cache: one SQLite file per model fingerprint, vectors stored as float32 bytes.
 
-The fingerprint hashes the model's name, dimension, max length, device type and the vector it gives a fixed
-probe sentence, so a fine-tuned model under the same name never reads the old model's vectors. Nothing is
-pickled; a corrupt or foreign file is refused with its path.
+The file is keyed by :func:`m3e.models.fingerprint.model_fingerprint`, so a fine-tuned model under the same
+name never reads the old model's vectors. Nothing is pickled; a corrupt or foreign file is refused with its
+path.
 """
 
 from __future__ import annotations
@@ -14,18 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from m3e.errors import InputError
-
-PROBE = "M3E 缓存指纹：用于区分模型的固定句子。"
-
-
-def model_fingerprint(embedder) -> str:
-    vec = np.asarray(embedder.encode([PROBE]), dtype=np.float32)[0]
-    h = hashlib.sha256()
-    device = str(getattr(embedder, "device", "cpu")).split(":")[0]
-    backend = getattr(embedder, "backend", "torch")
-    h.update(f"{embedder.name}|{embedder.dim}|{embedder.max_length}|{device}|{backend}".encode())
-    h.update(np.round(vec, 4).tobytes())
-    return h.hexdigest()[:16]
+from m3e.models.fingerprint import model_fingerprint
 
 
 def _key(prompt: str, text: str) -> bytes:

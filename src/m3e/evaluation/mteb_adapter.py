@@ -33,14 +33,14 @@ def MtebEncoder(embedder):  # noqa: N802 - a factory standing in for a class def
         def __init__(self, embedder) -> None:
             # mteb's prompt keys are prompt types (query/document) mapping to prompt text
             # symmetric task types get the one prompt our own tasks give both sides (mteb would give none)
-            from m3e.evaluation.tasks import DEFAULT_PROMPTS
+            from m3e.evaluation.types import TYPES
 
             prompts = {kind: embedder.prompts[name] for kind, name in (("query", "query"), ("document", "passage"))
                        if name in embedder.prompts}
-            for task_type, sides in DEFAULT_PROMPTS.items():
-                names = set(sides.values())
+            for task_type in TYPES.values():
+                names = set(task_type.prompts.values())
                 if len(names) == 1 and (name := names.pop()) in embedder.prompts:
-                    prompts[task_type] = embedder.prompts[name]
+                    prompts[task_type.name] = embedder.prompts[name]
             saved = dict(embedder.model.prompts or {})
             with warnings.catch_warnings():  # mteb warns whenever prompts are passed explicitly
                 warnings.simplefilter("ignore")

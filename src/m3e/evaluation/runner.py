@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from m3e.errors import InputError
-from m3e.evaluation import metrics
-from m3e.evaluation.tasks import CATEGORIES, TASK_TYPES, Task
+from m3e.evaluation.tasks import CATEGORIES, Task
+from m3e.evaluation.types import TASK_TYPES, TaskRefused
+from m3e.models.encoder import named_prompt, result_label
 from m3e.utils.atomic import atomic_path
 
 
@@ -32,13 +33,9 @@ class EmbeddingMemo:
         self._store: dict[tuple[str, str], np.ndarray] = {}
         self.encoded = 0  # texts actually run through the model in this run
 
-    def prompt_for(self, prompt_name: str | None) -> str:
-        if prompt_name and prompt_name in self.embedder.prompts:
-            return self.embedder.prompts[prompt_name]
-        return ""
-
-    def encode(self, texts: list[str], prompt_name: str | None) -> np.ndarray:
-        prompt = self.prompt_for(prompt_name)
+    def encode(self, texts: list[str], prompt_name: str | None, optional: bool = False) -> np.ndarray:
+        """Vectors of ``texts`` under the model's prompt ``prompt_name`` (see :func:`named_prompt`)."""
+        prompt = named_prompt(self.embedder, prompt_name, optional=optional)
         missing = list(dict.fromkeys(t for t in texts if (prompt, t) not in self._store))
         if missing and self.cache is not None:
             found = self.cache.get(prompt, missing)
@@ -60,79 +57,25 @@ def model_slug(name: str) -> str:
     return re.sub(r"[^\w.\-]+", "__", name.strip("/")) or "model"
 
 
-def _refuse(task: Task, why: str) -> None:
-    raise InputError(f"task {task.name}: {why}")
-
-
 def score_task(task: Task, data, memo: EmbeddingMemo) -> tuple[dict[str, float], int]:
-    """Encode what the task needs and score it; returns (scores, number of evaluated samples)."""
-    p = task.prompts
-    params = task.params
+    """Encode what the task needs and score it by its type; returns (scores, number of evaluated samples)."""
     if len(data) == 0:
-        _refuse(task, "no rows left to evaluate")
-    if task.type in ("STS", "PairClassification"):
-        a = memo.encode(data.sentences1, p.get("sentence1"))
-        b = memo.encode(data.sentences2, p.get("sentence2"))
-        if task.type == "STS":
-            return metrics.sts_scores(a, b, data.labels), len(data)
-        if len(set(data.labels)) < 2:
-            _refuse(task, f"needs both labels 0 and 1, found only {sorted(set(data.labels))}")
-        return metrics.pair_classification_scores(a, b, data.labels), len(data)
-    if task.type == "Classification":
-        if not data.train_texts:
-            _refuse(task, "the training split is empty")
-        if len(set(data.train_labels)) < 2:
-            _refuse(task, f"needs at least two classes in the training split, found {sorted(set(data.train_labels))}")
-        unseen = sorted(set(data.labels) - set(data.train_labels))
-        if unseen:
-            _refuse(task, f"test labels missing from the training split: {', '.join(unseen[:10])}")
-        chosen = metrics.undersample_indices(data.train_labels, params.get("samples_per_label", 32),
-                                             params.get("n_experiments", 10), params.get("seed", 42))
-        union = sorted(set().union(*chosen))  # only rows some experiment trains on are encoded, as in MTEB
-        pos = {j: i for i, j in enumerate(union)}
-        union_emb = memo.encode([data.train_texts[j] for j in union], p.get("text"))
-        train_emb = np.zeros((len(data.train_texts), union_emb.shape[1]), dtype=np.float32)
-        train_emb[union] = union_emb[[pos[j] for j in union]]
-        test_emb = memo.encode(data.texts, p.get("text"))
-        scores = metrics.classification_scores(
-            train_emb, data.train_labels, test_emb, data.labels,
-            samples_per_label=params.get("samples_per_label", 32), n_experiments=params.get("n_experiments", 10),
-            seed=params.get("seed", 42))
-        return scores, len(data)
-    if task.type == "Clustering":
-        if len(set(data.labels)) < 2:
-            _refuse(task, f"needs at least two clusters, found {sorted(set(data.labels))}")
-        emb = memo.encode(data.texts, p.get("text"))
-        kw = {k: params[k] for k in ("max_documents", "sample_size", "n_samples", "seed") if k in params}
-        return metrics.clustering_scores(emb, data.labels, **kw), len(data)
-    if task.type == "Retrieval":
-        if not data.corpus:
-            _refuse(task, "the corpus is empty")
-        q = memo.encode(data.queries, p.get("query"))
-        d = memo.encode(data.corpus, p.get("document"))
-        return metrics.retrieval_scores(q, d, data.doc_ids, data.qrels), len(data)
-    if task.type == "Reranking":
-        q = memo.encode(data.queries, p.get("query"))
-        cands = []
-        for texts in data.candidates:
-            cands.append((memo.encode(texts, p.get("document")), [str(j) for j in range(len(texts))]))
-        qrels = [{str(j): r for j, r in enumerate(rel) if r > 0} for rel in data.relevance]
-        return metrics.reranking_scores(q, cands, qrels), len(data)
-    if task.type == "BitextMining":
-        a = memo.encode(data.sentences1, p.get("sentence1"))
-        b = memo.encode(data.sentences2, p.get("sentence2"))
-        return metrics.bitext_scores(a, b), len(data)
-    _refuse(task, f"unsupported type {task.type}")  # pragma: no cover - Task validates its type
-    raise AssertionError
+        raise InputError(f"task {task.name}: no rows left to evaluate")
+
+    def encode(texts: list[str], side: str) -> np.ndarray:
+        return memo.encode(texts, task.prompts.get(side), optional=task.prompts_optional)
+
+    try:
+        return task.kind.score(data, encode, task.params), len(data)
+    except TaskRefused as exc:
+        raise InputError(f"task {task.name}: {exc}") from None
 
 
 def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path) -> dict:
     start = time.perf_counter()
     data = task.load(data_dir)
     scores, n = score_task(task, data, memo)
-    from m3e.models.encoder import result_label
-
-    return {
+    result = {
         "task": task.name,
         "type": task.type,
         "model": result_label(memo.embedder),
@@ -146,6 +89,9 @@ def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path) -> dict:
         "description": task.description,
         "seconds": round(time.perf_counter() - start, 3),
     }
+    if getattr(data, "distractors", None):
+        result["distractors"] = data.distractors
+    return result
 
 
 def evaluate(embedder, tasks: list[Task], data_dir: Path, output: Path, progress=None, cache=None,

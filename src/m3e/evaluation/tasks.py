@@ -1,91 +1,73 @@
-"""Task definitions: what a task loads, how it is scored, which prompt each side gets; task selection.
+"""What a task is: its data loader, its type (how it is scored), its category and the prompt of each side.
 
-The built-in Chinese tasks live in :mod:`m3e.evaluation.builtin`, tasks from a user's own file in
-:mod:`m3e.evaluation.task_files`. Where a task exists in C-MTEB it keeps C-MTEB's name and protocol.
+Task types live in :mod:`m3e.evaluation.types`, the built-in Chinese tasks in :mod:`m3e.evaluation.builtin`,
+tasks from a user's own file in :mod:`m3e.evaluation.task_files`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from m3e.errors import InputError
-from m3e.evaluation.data import load_jsonl_pairs, load_tsv_pairs  # noqa: F401  (public re-export)
+from m3e.evaluation.types import TYPES, TaskType
 
-TASK_TYPES = ("STS", "PairClassification", "Classification", "Clustering", "Reranking", "Retrieval",
-              "BitextMining")
 CATEGORIES = ("s2s", "s2p", "p2p", "bitext", "s2c")
-MAIN_SCORES = {"STS": "cosine_spearman", "PairClassification": "max_ap", "Classification": "accuracy",
-               "Clustering": "v_measure", "Reranking": "map_at_1000", "Retrieval": "ndcg_at_10",
-               "BitextMining": "f1"}
-# Prompt names per side, by task type: the model's own prompt of that name is used when it has one.
-DEFAULT_PROMPTS = {
-    "STS": {"sentence1": "query", "sentence2": "query"},
-    "PairClassification": {"sentence1": "query", "sentence2": "query"},
-    "Classification": {"text": "query"},
-    "Clustering": {"text": "query"},
-    "Reranking": {"query": "query", "document": "passage"},
-    "Retrieval": {"query": "query", "document": "passage"},
-    "BitextMining": {"sentence1": "query", "sentence2": "query"},
-}
 
 
 @dataclass
 class Task:
     name: str
-    type: str  # one of TASK_TYPES
+    type: str  # a name in m3e.evaluation.types.TYPES
     category: str  # one of CATEGORIES
     description: str
     main_score: str
     load: Callable[[Path], Any]
+    # side -> prompt name. Left out: the type's conventional names (query/passage), used where the model has
+    # them; given: every name must be one of the model's prompts.
     prompts: dict[str, str] | None = None
     params: dict[str, Any] = field(default_factory=dict)  # scorer settings (samples_per_label, n_experiments...)
     mteb_name: str | None = None  # the C-MTEB task of the same protocol, for --source hub
+    prompts_optional: bool = False  # set when the type's conventional names stand in for prompts
 
     def __post_init__(self) -> None:
-        if self.type not in TASK_TYPES:
-            raise InputError(f"task {self.name}: unknown type '{self.type}'; use one of {', '.join(TASK_TYPES)}")
+        if self.type not in TYPES:
+            raise InputError(f"task {self.name}: unknown type '{self.type}'; use one of {', '.join(TYPES)}")
         if self.category not in CATEGORIES:
             raise InputError(f"task {self.name}: unknown category '{self.category}'; use one of "
                              f"{', '.join(CATEGORIES)}")
+        sides = self.kind.prompts
         if self.prompts is None:
-            self.prompts = dict(DEFAULT_PROMPTS[self.type])
-
-
-def _builtin() -> dict[str, Task]:
-    from m3e.evaluation.builtin import BUILTIN_TASKS
-
-    return BUILTIN_TASKS
-
-
-def __getattr__(name: str):  # BUILTIN_TASKS stays importable from here without an import cycle
-    if name == "BUILTIN_TASKS":
-        return _builtin()
-    raise AttributeError(name)
-
-
-def select_tasks(names: list[str] | None = None, category: str | None = None,
-                 task_type: str | None = None) -> list[Task]:
-    """Tasks by name (case-insensitive), category or type; everything when none is given."""
-    tasks = _builtin()
-    if names:
-        lookup = {n.lower(): t for n, t in tasks.items()}
-        unknown = [n for n in names if n.lower() not in lookup]
+            self.prompts, self.prompts_optional = dict(sides), True
+        unknown = set(self.prompts) - set(sides)
         if unknown:
-            raise InputError(f"unknown task(s) {', '.join(unknown)}; known tasks: {', '.join(tasks)}")
-        return [lookup[n.lower()] for n in names]
-    chosen = list(tasks.values())
-    if category:
-        if category not in CATEGORIES:
-            raise InputError(f"unknown category '{category}'; use one of {', '.join(CATEGORIES)}")
-        chosen = [t for t in chosen if t.category == category]
-    if task_type:
-        lookup_type = {t.lower(): t for t in TASK_TYPES}
-        if task_type.lower() not in lookup_type:
-            raise InputError(f"unknown task type '{task_type}'; use one of {', '.join(TASK_TYPES)}")
-        chosen = [t for t in chosen if t.type == lookup_type[task_type.lower()]]
-    if not chosen:
-        raise InputError(f"no built-in task matches category={category} type={task_type}")
-    return chosen
+            raise InputError(f"task {self.name}: no side named {', '.join(sorted(unknown))} in a {self.type} task "
+                             f"(sides: {', '.join(sides)})")
+
+    @property
+    def kind(self) -> TaskType:
+        return TYPES[self.type]
+
+    def with_distractors(self, files: list[Path]) -> Task:
+        """The same retrieval task with every passage of ``files`` added to its corpus (no qrels); the name says
+        which files, so its results never mix with the plain task's."""
+        if self.type != "Retrieval":
+            raise InputError(f"task {self.name} is a {self.type} task; distractors only join retrieval corpora")
+        from m3e.evaluation.types.retrieval import read_distractors
+
+        texts = {f: read_distractors(f) for f in files}  # read now: a bad file fails before any model loads
+        inner = self.load
+
+        def load(root: Path):
+            data = inner(root)
+            for f, passages in texts.items():
+                data.add_distractors(passages, f.name)
+            return data
+
+        names = "+".join(f.stem for f in files)
+        return dataclasses.replace(self, name=f"{self.name}+{names}", load=load,
+                                   description=f"{self.description} Corpus extended with the passages of "
+                                               f"{', '.join(f.name for f in files)} as distractors.")

@@ -400,8 +400,8 @@ class FineTuner:
     def _evaluate(self, acc, inner, config, state, out) -> None:
         if not acc.is_main_process:
             return
+        from m3e.evaluation.builtin import select_tasks
         from m3e.evaluation.runner import evaluate
-        from m3e.evaluation.tasks import select_tasks
         from m3e.models.encoder import Embedder
 
         data_dir = config.eval_data_dir

@@ -1,0 +1,68 @@
+"""Reranking: each query ranks only its own candidates (MTEB's reranking = retrieval over ``top_ranked``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from m3e.evaluation.types.base import Encode, TaskType, count, text_field, unit
+from m3e.evaluation.types.retrieval import K_VALUES, _desc_rank, rank_order, ranking_scores, text_list
+
+
+@dataclass
+class RerankingData:
+    """Each query with its own candidate list; ``relevance[i][j]`` grades candidate j of query i (0 = not)."""
+
+    queries: list[str]
+    candidates: list[list[str]]
+    relevance: list[list[int]]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+def reranking_scores(query_emb: np.ndarray, candidates: list[tuple[np.ndarray, list[str]]],
+                     qrels: list[dict[str, int]], k_values=K_VALUES) -> dict[str, float]:
+    q = unit(query_emb)
+    ranked = []
+    for qi, (emb, ids) in enumerate(candidates):
+        sims = unit(emb) @ q[qi]
+        ranked.append([ids[j] for j in rank_order(sims, _desc_rank(ids), len(ids))])
+    return ranking_scores(ranked, qrels, k_values)
+
+
+def score(data: RerankingData, encode: Encode, params: dict) -> dict[str, float]:
+    q = encode(data.queries, "query")
+    cands = [(encode(texts, "document"), [str(j) for j in range(len(texts))]) for texts in data.candidates]
+    qrels = [{str(j): r for j, r in enumerate(rel) if r > 0} for rel in data.relevance]
+    return reranking_scores(q, cands, qrels)
+
+
+def from_records(path: Path, records) -> RerankingData:
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for no, row in records:
+        pos, neg = groups.setdefault(text_field(path, no, row, "query"), ([], []))
+        pos += text_list(path, no, row, "pos", required=True)
+        neg += text_list(path, no, row, "neg", required=True)
+    data = RerankingData([], [], [])
+    for query, (pos, neg) in groups.items():
+        cands = list(dict.fromkeys(pos + neg))
+        count(data.dropped, "duplicate candidate", len(pos) + len(neg) - len(cands))
+        positives = set(pos)
+        data.queries.append(query)
+        data.candidates.append(cands)
+        data.relevance.append([1 if c in positives else 0 for c in cands])
+    return data
+
+
+TYPE = TaskType(
+    name="Reranking", main_score="map_at_1000", prompts={"query": "query", "document": "passage"}, category="s2p",
+    score=score, fields="query, pos, neg (negatives on every query)",
+    # every query has its own negatives to rank
+    detect=lambda keys, records: {"query", "pos", "neg"} <= keys and all(
+        row.get("neg") for _, row in records if row.get("query")),
+    from_records=from_records,
+)
