@@ -21,3 +21,7 @@ class SourceMismatchError(M3EError):
 
 class InputError(M3EError):
     """Bad texts or a malformed input file; the message names the file and line or item."""
+
+
+class InputTooLong(InputError):
+    """A text over the model's max length where truncation was refused (``truncate="error"``)."""

@@ -98,7 +98,7 @@ def _ok(url):
 
 def test_full_queue_answers_429_and_gone_clients_are_dropped(gated_server):
     url, gated, app = gated_server
-    served = app.state.served["tiny"]
+    served = app.state.service.models["tiny"]
     gated.gate.clear()
     gated.entered.clear()
     results = {}
@@ -116,11 +116,11 @@ def test_full_queue_answers_429_and_gone_clients_are_dropped(gated_server):
     assert r.status_code == 429 and r.headers["retry-after"] == "1"
     assert r.json()["error"]["code"] == "queue_full"
     raw.close()
-    time.sleep(0.6)  # the handler notices the disconnect within its 0.2 s poll
+    wait_for(lambda: served.batcher._queue[0].cancelled)  # the handler saw the disconnect
     gated.gate.set()
     a.join(30)
     assert results["a"].status_code == 200
-    wait_for(lambda: app.state.metrics.dropped.labels("tiny")._value.get() == 1)
+    wait_for(lambda: app.state.service.metrics.dropped.labels("tiny")._value.get() == 1)
     assert gated.calls[-1] == 1  # only request a was embedded; b was dropped, never computed
     assert httpx.post(f"{url}/v1/embeddings", json={"input": "丁"}).status_code == 200
 

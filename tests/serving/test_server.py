@@ -44,6 +44,22 @@ def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float 
     raise TimeoutError("server did not become healthy")
 
 
+def wait_until(cond, timeout: float = 60) -> None:
+    """Poll a condition until it holds (a deadline, never a fixed sleep)."""
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.01)
+
+
+def metric(url: str, name: str, headers: dict | None = None) -> float:
+    """A Prometheus metric's value (summed over labels) from the server's /metrics."""
+    text = httpx.get(f"{url}/metrics", headers=headers, timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and line[len(name)] in " {")
+
+
 def start_cli_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     script = Path(sys.executable).with_name("m3e")
@@ -131,7 +147,7 @@ BAD = [
     ("empty string", {"input": ["ok", " "]}, 400, "input"),
     ("empty list", {"input": []}, 400, "input"),
     ("missing input", {"model": "tiny"}, 400, "input"),
-    ("too many inputs", {"input": ["x"] * 17}, 413, "input"),
+    ("too many inputs", {"input": ["x"] * 17}, 400, "input"),
     ("bad dimensions", {"input": "x", "dimensions": 0}, 400, "dimensions"),
     ("too many dimensions", {"input": "x", "dimensions": 100000}, 400, "dimensions"),
     ("bad encoding_format", {"input": "x", "encoding_format": "int8"}, 400, "encoding_format"),
@@ -231,7 +247,8 @@ def test_sigterm_finishes_in_flight_requests(tiny_st_dir):
 
     worker = threading.Thread(target=call)
     worker.start()
-    time.sleep(0.5)  # the request is being embedded (it takes seconds with small batches)
+    # wait until the request is admitted and being embedded (it takes seconds with small batches)
+    wait_until(lambda: metric(url, "m3e_tokens_in_flight") > 0)
     proc.send_signal(signal.SIGTERM)
     signalled = time.perf_counter()
     worker.join(120)
@@ -242,6 +259,9 @@ def test_sigterm_finishes_in_flight_requests(tiny_st_dir):
     assert len(r.json()["data"]) == len(texts) and results["done"] > signalled  # it was in flight
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=2)  # and then it is gone
+    report = next(line for line in proc.stderr.read().splitlines() if line.startswith("m3e serve: stopped"))
+    counts = json.loads(report.split("requests ", 1)[1])
+    assert counts["started"] == counts["answered"] and counts["by_status"]["200"] >= 1  # no request left unanswered
 
 
 def test_serve_with_the_onnx_backend(tiny_st_dir, tiny_model):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from m3e.errors import InputError
+from m3e.errors import InputError, InputTooLong
 
 TRUNCATE_MODES = ("truncate", "error", "window")
 
@@ -133,13 +133,7 @@ class Embedder:
         """An explicit prompt wins; then a named prompt from the model's config; then its default."""
         if prompt is not None:
             return prompt
-        name = prompt_name or getattr(self.model, "default_prompt_name", None)
-        if name is None:
-            return ""
-        if name not in self.prompts:
-            known = ", ".join(sorted(self.prompts)) or "none"
-            raise InputError(f"model {self.name} has no prompt named '{name}' (it has: {known})")
-        return self.prompts[name]
+        return named_prompt(self, prompt_name or getattr(self.model, "default_prompt_name", None))
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Content token ids (no special tokens, no truncation)."""
@@ -209,7 +203,7 @@ class Embedder:
         for i, ids in enumerate(self.tokenize([prefix_text + t for t in items])):
             if len(ids) > room:
                 if truncate == "error":
-                    raise InputError(f"item {i} has {len(ids) + extra} tokens, more than the model's limit of {limit}")
+                    raise InputTooLong(f"item {i} has {len(ids) + extra} tokens, more than the model's limit of {limit}")
                 if truncate == "window":
                     for s in range(0, len(ids), room):
                         prepared.owner.append(i)
@@ -277,17 +271,21 @@ class Embedder:
             progress.close()
         return result
 
-    def _features(self, batch: list[list[int]]) -> dict[str, torch.Tensor]:
-        seqs = [self._prefix + ids + self._suffix for ids in batch]
-        width = max(len(s) for s in seqs)
-        input_ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            input_ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, : len(s)] = 1
-        features = {"input_ids": input_ids, "attention_mask": mask}
+    def _features(self, batch: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Padded model inputs for content-id units (lists or int arrays), special tokens added."""
+        pre, suf = self._prefix, self._suffix
+        width = max(len(ids) for ids in batch) + len(pre) + len(suf)
+        input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for r, ids in enumerate(batch):
+            end = len(pre) + len(ids)
+            input_ids[r, :len(pre)] = pre
+            input_ids[r, len(pre):end] = ids
+            input_ids[r, end:end + len(suf)] = suf
+            mask[r, :end + len(suf)] = 1
+        features = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
         if self._wants_token_types:
-            features["token_type_ids"] = torch.zeros_like(input_ids)
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
         return {k: v.to(self.device) for k, v in features.items()}
 
     def _forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -316,6 +314,23 @@ class Embedder:
         with atomic_dir(target) as tmp:
             self.model.save(str(tmp))
         return target
+
+
+def named_prompt(embedder, name: str | None, *, optional: bool = False) -> str:
+    """The text of ``embedder``'s prompt ``name`` ("" for None): the one rule for prompt names.
+
+    An unknown name is an error naming the model's prompts, unless ``optional``: a convention such as e5's
+    query/passage pair, which a model without that prompt (m3e-base, say) simply does not use.
+    """
+    if name is None:
+        return ""
+    prompts = embedder.prompts
+    if name in prompts:
+        return prompts[name]
+    if optional:
+        return ""
+    known = ", ".join(sorted(prompts)) or "none"
+    raise InputError(f"model {embedder.name} has no prompt named '{name}' (it has: {known})")
 
 
 def result_label(embedder) -> str:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 from m3e.serving.app import ServeConfig, create_app
 
 
@@ -13,8 +16,15 @@ def serve(config: ServeConfig, log_level: str = "info") -> None:
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
-            app.state.m3e["draining"] = True
+            app.state.service.draining = True
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            # one line that says whether any request was left without an answer (uvicorn re-raises the signal
+            # after this, so it is printed here)
+            print(f"m3e serve: stopped; requests {json.dumps(app.state.service.request_counts)}",
+                  file=sys.stderr, flush=True)
 
     uv_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
                                timeout_graceful_shutdown=30, access_log=False)
