@@ -44,7 +44,7 @@ def test_encode_reports_truncation(tiny_st_dir):
 @pytest.mark.parametrize(("args", "message"), [
     (["encode"], "give texts as arguments or --input"),
     (["encode", "x", "--model", "no-such-model"], "Unknown model 'no-such-model'"),
-    (["encode", "x", "-o", "out.txt"], "--output must end in .npy or .jsonl"),
+    (["encode", "x", "-o", "out.txt"], "for a few texts use -o FILE.npy, -o FILE.jsonl or stdout"),
     (["encode", "--input", "/no/such/file.txt"], "/no/such/file.txt: file not found"),
     (["encode", "x", "", "--model", "TINY"], "item 1 is an empty string"),
     (["encode", "x", "--truncate", "bad", "--model", "TINY"], "truncate must be one of"),

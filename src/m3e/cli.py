@@ -45,11 +45,15 @@ def _symmetric_prompt(embedder, prompt_name: str | None) -> str | None:
 @app.command()
 def encode(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed.")] = None,
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="txt (one text a line), jsonl, "
-                                               "csv or tsv file.")] = None,
-    column: Annotated[str, typer.Option(help="Field or column holding the text (jsonl/csv/tsv).")] = "text",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write .npy or .jsonl "
-                                                "(default: JSON lines on stdout).")] = None,
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="File, folder or glob of txt (one "
+                                                    "text a line), jsonl, csv, tsv or parquet; repeatable.")] = None,
+    column: Annotated[str, typer.Option(help="Field or column holding the text (jsonl/csv/tsv/parquet).")] = "text",
+    id_column: Annotated[str | None, typer.Option(help="Field or column holding each row's id (default: "
+                                                  "FILE:LINE).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="A folder: parquet shards (id, text, "
+                                                "embedding), streamed, any size. A .npy or .jsonl file: one "
+                                                "in-memory array for small inputs. Default: JSON lines on stdout.")]
+    = None,
     prompt_name: Annotated[str | None, typer.Option(help="Named prompt from the model, e.g. query "
                                                     "or passage.")] = None,
     prompt: Annotated[str | None, typer.Option(help="Literal prompt prepended to every text.")] = None,
@@ -59,37 +63,104 @@ def encode(
     normalize: Annotated[bool, typer.Option(help="L2-normalize vectors.")] = True,
     skip_blank: Annotated[bool, typer.Option(help="Skip empty lines/fields (counted) instead of failing.")]
     = False,
+    skip_bad: Annotated[bool, typer.Option(help="Skip every bad row (empty, missing field, not UTF-8, invalid "
+                                           "JSON), counted and reported by file:line, instead of stopping.")]
+    = False,
+    no_text: Annotated[bool, typer.Option("--no-text", help="Leave the text column out of the shards.")] = False,
+    dtype: Annotated[str, typer.Option(help="Embedding column type in the shards: float32 or float16.")]
+    = "float32",
+    shard_size: Annotated[int, typer.Option(min=1, help="Rows per parquet shard.")] = 50_000,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run into the same folder (same inputs "
+                                         "and options).")] = False,
+    max_texts: Annotated[int | None, typer.Option(min=1, help="Stop after this many texts.")] = None,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray Data: a local Ray, or the "
+                                        "cluster at --address).")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join (host:port or ray://host:port); "
+                                                "default: start a local Ray.")] = None,
+    num_workers: Annotated[int, typer.Option(min=1, help="Ray: encoder actors (one model load each).")] = 2,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help="Ray: GPUs per encoder actor.")] = 0,
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     trust_remote_code: TrustOpt = False,
 ) -> None:
-    """Embed texts and write vectors (.npy, .jsonl, or JSON lines on stdout)."""
-    import numpy as np
-
-    from m3e.data.texts import read_texts
-    from m3e.utils.atomic import atomic_path
-
+    """Embed texts: arguments or small files to .npy/.jsonl/stdout; corpora of any size to parquet shards."""
     if bool(texts) == bool(input):
         raise InputError("give texts as arguments or --input FILE (exactly one of them)")
+    if dtype not in ("float32", "float16"):
+        raise InputError(f"--dtype must be float32 or float16, not '{dtype}'")
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine must be local or ray, not '{engine}'")
+    sharded = output is not None and output.suffix.lower() not in (".npy", ".jsonl")
+    if not sharded and (engine == "ray" or resume or no_text or dtype != "float32"):
+        raise InputError("--engine ray, --resume, --no-text and --dtype write parquet shards: give --output a folder")
+    if sharded and not input:
+        raise InputError(f"--output {output} would be a folder of parquet shards, which is for --input files; "
+                         "for a few texts use -o FILE.npy, -o FILE.jsonl or stdout")
+    from m3e.bulk.job import EncodeOptions
+
+    options = EncodeOptions(column=column, id_column=id_column, skip_bad=skip_bad, prompt=prompt,
+                            prompt_name=prompt_name, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                            truncate=truncate, normalize=normalize, dtype=dtype, with_text=not no_text,
+                            shard_size=shard_size, max_texts=max_texts)
+    if sharded and engine == "ray":
+        from m3e.bulk.ray_engine import RayOptions, encode_with_ray
+
+        summary = encode_with_ray(input, output, options, RayOptions(
+            model=model, backend=backend, device=device, threads=threads, trust_remote_code=trust_remote_code,
+            address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker), log=_err)
+        _encode_report(summary, f"Ray ({num_workers} workers)")
+        return
+    embedder = _load(model, device, threads, trust_remote_code, backend)
+    if sharded:
+        from m3e.bulk.job import encode_corpus
+
+        summary = encode_corpus(embedder, input, output, options, resume=resume, show_progress=sys.stderr.isatty())
+        _encode_report(summary, embedder.name)
+        return
+    _encode_in_memory(embedder, texts, input, output, options, skip_blank)
+
+
+def _encode_report(summary, by: str) -> None:
+    if summary.skip_report is not None:
+        for line in summary.skip_report.lines():
+            _err(line)
+    elif summary.skipped:
+        _err(f"skipped rows: {summary.skipped}")
+    resumed = f" (continuing after {summary.resumed} rows of an earlier run)" if summary.resumed else ""
+    rate = summary.texts / summary.seconds if summary.seconds else 0.0
+    counts = (f"{summary.tokens} tokens, {summary.truncated} truncated" if summary.tokens is not None else
+              "tokens not counted on Ray")
+    _err(f"encoded {summary.texts} texts ({counts}) with {by} in {summary.seconds:.1f}s ({rate:.0f} texts/s)"
+         f"{resumed} -> {summary.output}/ ({summary.shards} shards)")
+
+
+def _encode_in_memory(embedder, texts, inputs, output, options, skip_blank: bool) -> None:
+    import numpy as np
+
+    from m3e.data.streams import Reader, expand_inputs
+    from m3e.utils.atomic import atomic_path
+
+    where: list[str] | None = None
     lines: list[int] | None = None
-    if input is not None:
-        source = read_texts(input, column=column, skip_blank=skip_blank)
-        items, lines = source.texts, source.lines
-        if source.skipped_blank:
-            _err(f"skipped {source.skipped_blank} empty entries in {input}")
-        if not items:
-            raise InputError(f"{input}: no texts to embed")
+    if inputs:
+        reader = Reader(options.column, options.id_column, skip_bad=options.skip_bad, skip_empty=skip_blank)
+        records = list(reader.records(expand_inputs(inputs)))
+        if options.max_texts:
+            records = records[:options.max_texts]
+        for line in reader.report.lines():
+            _err(line)
+        if not records:
+            raise InputError(f"{', '.join(inputs)}: no texts to embed")
+        items = [r.text for r in records]
+        where, lines = [r.where for r in records], [r.line for r in records]
     else:
         items = list(texts or [])
-    if output is not None and output.suffix.lower() not in (".npy", ".jsonl"):
-        raise InputError(f"--output must end in .npy or .jsonl, got {output.name}")
-
-    embedder = _load(model, device, threads, trust_remote_code, backend)
-    vectors = embedder.encode(items, prompt=prompt, prompt_name=prompt_name, batch_size=batch_size,
-                              max_batch_tokens=max_batch_tokens, truncate=truncate, normalize=normalize)
+    vectors = embedder.encode(items, prompt=options.prompt, prompt_name=options.prompt_name,
+                              batch_size=options.batch_size, max_batch_tokens=options.max_batch_tokens,
+                              truncate=options.truncate, normalize=options.normalize)
     stats = embedder.last_stats
-    where = (lambda i: f"line {lines[i]}") if lines else (lambda i: f"text {i}")
+    name = (lambda i: where[i]) if where else (lambda i: f"text {i}")
     if stats.truncated:
-        shown = ", ".join(where(i) for i in stats.truncated[:5])
+        shown = ", ".join(name(i) for i in stats.truncated[:5])
         more = "" if len(stats.truncated) <= 5 else f" and {len(stats.truncated) - 5} more"
         _err(f"truncated {len(stats.truncated)} of {len(items)} texts at {embedder.max_length} tokens "
              f"({shown}{more}); use --truncate window to keep all of them")
@@ -195,7 +266,7 @@ def eval_cmd(
     ctx: typer.Context,
     tasks: Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated task names.")] = None,
     category: Annotated[str | None, typer.Option(help="Every built-in task of a category (s2s, s2p, p2p, "
-                                                 "bitext).")] = None,
+                                                 "bitext, s2c).")] = None,
     task_type: Annotated[str | None, typer.Option("--type", help="Every built-in task of a type (STS, "
                                                   "Classification, ...).")] = None,
     all_tasks: Annotated[bool, typer.Option("--all", help="Run every built-in task.")] = False,
@@ -203,6 +274,10 @@ def eval_cmd(
                                                         "formats in docs/evaluation.md). Repeatable.")] = None,
     file_type: Annotated[str | None, typer.Option("--task-type", help="Type of the --task-file records when "
                                                   "their fields are ambiguous.")] = None,
+    distractors: Annotated[list[Path] | None, typer.Option("--distractors", help="Passages (txt one a line, or "
+                                                           "jsonl/csv/tsv with a text column) added to the corpus "
+                                                           "of every chosen retrieval task, without qrels; the "
+                                                           "result is filed as TASK+FILE. Repeatable.")] = None,
     data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Folder holding the dataset "
                                                   "folders (default: $M3E_DATA_DIR).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Results folder.")] = Path("results"),
@@ -219,7 +294,7 @@ def eval_cmd(
     """Evaluate a model; writes OUTPUT/<model>/<task>.json and OUTPUT/summary.md."""
     if ctx.invoked_subcommand is not None:
         return
-    from m3e.evaluation.tasks import BUILTIN_TASKS, select_tasks
+    from m3e.evaluation.builtin import BUILTIN_TASKS, select_tasks
 
     if list_tasks:
         for t in BUILTIN_TASKS.values():
@@ -243,10 +318,18 @@ def eval_cmd(
                 raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
             if not data_dir.is_dir():
                 raise InputError(f"data folder {data_dir} does not exist")
+    if distractors:
+        if source == "hub":
+            raise InputError("--distractors works on local tasks only (--source local)")
+        retrieval = [t for t in chosen if t.type == "Retrieval"]
+        if not retrieval:
+            raise InputError("--distractors: none of the chosen tasks is a retrieval task")
+        chosen = [t.with_distractors(distractors) if t.type == "Retrieval" else t for t in chosen]
     embedder = _load(model, device, threads, trust_remote_code, backend)
 
     def show(result: dict) -> None:
         dropped = "".join(f", dropped {n} ({why})" for why, n in result["dropped"].items())
+        dropped += "".join(f", +{n} distractors from {src}" for src, n in result.get("distractors", {}).items())
         n = f"{result['n_samples']} samples" if result["n_samples"] is not None else "hub data"
         typer.echo(f"{result['task']:24} {result['main_score_name']:15} {result['main_score'] * 100:6.2f}  "
                    f"({n}{dropped}, {result['seconds']:.1f}s)")
@@ -308,6 +391,10 @@ def serve(
     max_inputs: Annotated[int, typer.Option(min=1, help="Most texts in one request (OpenAI: 2048).")] = 2048,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body.")] = 16 * 1024 * 1024,
     queue_size: Annotated[int, typer.Option(min=1, help="Requests waiting per model before 429.")] = 256,
+    max_queue_tokens: Annotated[int, typer.Option(min=1024, help="Tokens admitted at once over all models "
+                                                  "(bodies being read, queued and being embedded); past it "
+                                                  "requests get 429 with Retry-After before their body is "
+                                                  "read.")] = 1 << 20,
     no_truncate: Annotated[bool, typer.Option("--no-truncate", help="Refuse inputs over the model's max length "
                                               "(413) instead of truncating them.")] = False,
     prompt_name: Annotated[str | None, typer.Option(help="Prompt for requests that give no input_type (default: "
@@ -338,9 +425,9 @@ def serve(
         resolve(split_spec(spec)[1])
     config = ServeConfig(models=specs, host=host, port=port, api_keys=list(api_key or []),
                          max_batch_tokens=max_batch_tokens, max_inputs=max_inputs, max_body_bytes=max_body_bytes,
-                         queue_size=queue_size, truncate=not no_truncate, prompt_name=prompt_name, device=device,
-                         threads=threads, backend=backend, trust_remote_code=trust_remote_code,
-                         cl100k_file=cl100k_file)
+                         queue_size=queue_size, max_queue_tokens=max_queue_tokens, truncate=not no_truncate,
+                         prompt_name=prompt_name, device=device, threads=threads, backend=backend,
+                         trust_remote_code=trust_remote_code, cl100k_file=cl100k_file)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.api_keys:
         _err(f"warning: serving on {host} without --api-key: anyone who can reach this port can use it")
     _err(f"m3e serve: {', '.join(aliases)} on http://{host}:{port}/v1/embeddings")
@@ -426,7 +513,7 @@ def finetune(
         resume=resume, eval_tasks=[t.strip() for t in eval_tasks.split(",")] if eval_tasks else [],
         eval_every=eval_every, eval_data_dir=str(data_dir) if data_dir else None, tensorboard=tensorboard)
     if config.eval_tasks:
-        from m3e.evaluation.tasks import select_tasks
+        from m3e.evaluation.builtin import select_tasks
 
         select_tasks(config.eval_tasks)  # unknown names fail before training starts
     out = FineTuner(embedder, sources).run(config)
