@@ -27,14 +27,13 @@ def scaled(adapter: Path, scale: float, device: str):
     from peft import PeftModel
     from sentence_transformers import SentenceTransformer
 
-    from m3e.models.adapters import scale_lora
     from m3e.models.builtin import BUILTINS
     from m3e.models.encoder import Embedder
-    from m3e.training.trainer import _set_backbone
+    from m3e.models.export import scale_lora, set_backbone
 
     st = SentenceTransformer(str(BUILTINS["multilingual-e5-small-q4"].folder), device=device)
     peft_model = scale_lora(PeftModel.from_pretrained(st[0].auto_model, str(adapter)), scale)
-    _set_backbone(st, peft_model.merge_and_unload())
+    set_backbone(st, peft_model.merge_and_unload())
     return Embedder(st, name=f"s{scale:g}")
 
 

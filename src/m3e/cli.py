@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -434,6 +435,11 @@ def serve(
     run_server(config, log_level=log_level)
 
 
+CacheDirOpt = Annotated[Path | None, typer.Option(envvar="M3E_DATA_CACHE", help="Where training files are "
+                                                  "converted to memory-mapped Arrow caches (default: "
+                                                  "$M3E_HOME/data-cache).")]
+
+
 @app.command()
 def finetune(
     data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Training file or folder (one source per "
@@ -468,18 +474,19 @@ def finetune(
                                                    "checkpoint by their mean main score is kept.")] = None,
     eval_every: Annotated[int, typer.Option(min=0, help="Evaluate every N steps (0: each epoch).")] = 0,
     data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Evaluation data folder.")] = None,
+    cache_dir: CacheDirOpt = None,
     seed: Annotated[int, typer.Option()] = 42,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to OUTPUT/runs.")] = False,
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Fine-tune the M3E way: in-batch negatives, one source per batch, no duplicate texts in a batch."""
-    from m3e.data.records import read_source, read_sources
+    from m3e.data.prepared import prepare_source, prepare_sources
     from m3e.training import FineTuner, TrainConfig
 
     sources = []
     for path in data or []:
-        sources.extend(read_sources(path))
+        sources.extend(prepare_sources(path, cache_dir))
     if sources_file is not None:
         try:
             specs = json.loads(sources_file.read_text(encoding="utf-8"))
@@ -496,9 +503,9 @@ def finetune(
             path = Path(spec["path"])
             if not path.is_absolute():
                 path = sources_file.parent / path
-            sources.append(read_source(path, name=spec.get("name"), weight=float(spec.get("weight", 1.0)),
-                                       instruction=spec.get("instruction"),
-                                       doc_instruction=spec.get("doc_instruction")))
+            sources.append(prepare_source(path, cache_dir, name=spec.get("name"),
+                                          weight=float(spec.get("weight", 1.0)), instruction=spec.get("instruction"),
+                                          doc_instruction=spec.get("doc_instruction")))
     if not sources:
         raise InputError("no training data: give --data PATH (repeatable) or --sources FILE")
     if mixed_precision not in ("no", "fp16", "bf16"):
@@ -512,10 +519,6 @@ def finetune(
         mixed_precision=mixed_precision, lora=lora, lora_r=lora_r, bitfit=bitfit, seed=seed, save_every=save_every,
         resume=resume, eval_tasks=[t.strip() for t in eval_tasks.split(",")] if eval_tasks else [],
         eval_every=eval_every, eval_data_dir=str(data_dir) if data_dir else None, tensorboard=tensorboard)
-    if config.eval_tasks:
-        from m3e.evaluation.builtin import select_tasks
-
-        select_tasks(config.eval_tasks)  # unknown names fail before training starts
     out = FineTuner(embedder, sources).run(config)
     typer.echo(f"model in {out / 'model'} (loads in SentenceTransformer); card in {out / 'model' / 'README.md'}")
 
@@ -532,6 +535,7 @@ def train(
     batch_size: Annotated[int | None, typer.Option(min=2, help="Override the recipe's batch size.")] = None,
     mixed_precision: Annotated[str | None, typer.Option(help="Override: no, fp16, bf16.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the output's last checkpoint.")] = False,
+    cache_dir: CacheDirOpt = None,
     device: DeviceOpt = None, threads: ThreadsOpt = None,
 ) -> None:
     """Reproduce a model from a recipe: sources, test-overlap filter, training options, in one command."""
@@ -539,8 +543,9 @@ def train(
 
     if data_dir is None:
         raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
-    out = run_recipe(recipe, data_dir, output, device=device, threads=threads, max_steps=max_steps, epochs=epochs,
-                     batch_size=batch_size, mixed_precision=mixed_precision, resume=resume or None)
+    out = run_recipe(recipe, data_dir, output, device=device, threads=threads, cache_dir=cache_dir,
+                     max_steps=max_steps, epochs=epochs, batch_size=batch_size, mixed_precision=mixed_precision,
+                     resume=resume or None)
     typer.echo(f"model in {out / 'model'}; recipe report in {out / 'recipe_report.json'}")
 
 
@@ -579,6 +584,47 @@ def mine(
     typer.echo(f"{len(rows)} rows to {output}; {source.report()}; skipped candidates: {counts}")
 
 
+data_app = typer.Typer(help="Training data: convert sources to memory-mapped Arrow caches ahead of time.",
+                       no_args_is_help=True, add_completion=False)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    sources: Annotated[list[Path], typer.Argument(help="Training files or folders (jsonl/json/csv/tsv/parquet; a "
+                                                  "folder gives one source per file).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the caches; give it to `m3e finetune "
+                                         "--data` (or as --cache-dir).")],
+    columns: Annotated[str | None, typer.Option(help="Column names of header-less csv/tsv, comma-separated.")]
+    = None,
+    format: Annotated[str | None, typer.Option("--format", help="File type when the suffix does not say (jsonl, "  # noqa: A002
+                                               "json, csv, tsv, parquet, squad, kbqa).")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding, e.g. gb18030.")] = "utf-8-sig",
+    max_negatives: Annotated[int | None, typer.Option(min=0, help="Keep at most this many hard negatives.")] = None,
+) -> None:
+    """Convert training sources once; print per-source counts and skipped rows (first line of each reason)."""
+    from m3e.data.prepared import prepare_source, write_prepared
+    from m3e.data.records import data_files
+
+    options = {"columns": columns.split(",") if columns else None, "format": format, "encoding": encoding,
+               "max_negatives": max_negatives}
+    prepared = []
+    t0 = time.perf_counter()
+    for path in sources:
+        for f in data_files(path):
+            start = time.perf_counter()
+            source = prepare_source(f, output, **options)
+            prepared.append(source)
+            typer.echo(f"{source.report()} [{time.perf_counter() - start:.1f}s]")
+    names = [s.name for s in prepared]
+    for i, s in enumerate(prepared):
+        if names.count(s.name) > 1:
+            s.name = f"{s.name}#{names[:i + 1].count(s.name)}"
+    write_prepared(output, prepared)
+    typer.echo(f"{len(prepared)} sources, {sum(len(s) for s in prepared):,} records in {output} "
+               f"({time.perf_counter() - t0:.1f}s); train with: m3e finetune --data {output}")
+
+
 index_app = typer.Typer(help="Index your own documents for semantic search (build, add, remove, info).",
                         no_args_is_help=True, add_completion=False)
 app.add_typer(index_app, name="index")
@@ -608,16 +654,18 @@ def index_build(
     exact_below: Annotated[int, typer.Option(min=0, help="Search exactly below this many chunks, approximately "
                                              "(HNSW) from it on.")] = 20_000,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted build from its last finished shard.")]
+    = False,
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     trust_remote_code: TrustOpt = False,
 ) -> None:
-    """Chunk, embed (passage prompt) and store documents in a new index folder."""
+    """Chunk, embed (passage prompt) and store documents in a new index folder, a shard at a time."""
     from m3e.search.index import Index
 
     embedder = _load(model, device, threads, trust_remote_code, backend)
     index, change = Index.build(input, output, embedder, chunk_size=chunk_size, overlap=overlap,
                                 text_field=text_field, id_field=id_field, batch_size=batch_size,
-                                exact_below=exact_below, show_progress=True)
+                                exact_below=exact_below, show_progress=sys.stderr.isatty(), resume=resume)
     _change_report(change, "indexed")
     if change.chunks == 0:
         _err("warning: the index is empty")
@@ -631,6 +679,12 @@ def _open_index(folder: Path, model, device, threads, backend, trust=False):
                       backend=backend, log=_err)
 
 
+def _update_index(folder: Path, model, device, threads, backend):
+    from m3e.search.index import Index
+
+    return Index.open_for_update(folder, model=model, device=device, threads=threads, backend=backend, log=_err)
+
+
 @index_app.command("add")
 def index_add(
     folder: Annotated[Path, typer.Argument(help="Index folder.")], input: InputsOpt,
@@ -638,9 +692,8 @@ def index_add(
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
 ) -> None:
     """Add files to an index; a file already in it is replaced by its current content."""
-    index = _open_index(folder, model, device, threads, backend)
-    change = index.add(input, text_field=text_field, id_field=id_field, show_progress=True)
-    index.save()
+    with _update_index(folder, model, device, threads, backend) as index:
+        change = index.add(input, text_field=text_field, id_field=id_field, show_progress=sys.stderr.isatty())
     _change_report(change, "added")
     typer.echo(f"index {folder}: {len(index)} chunks")
 
@@ -656,9 +709,8 @@ def index_remove(
     """Remove documents from an index by source file/folder or document id."""
     if not source and not doc_id:
         raise InputError("say what to remove: --source PATH or --id ID (repeatable)")
-    index = _open_index(folder, model, device, threads, backend)
-    change = index.remove(sources=list(source or []), doc_ids=list(doc_id or []))
-    index.save()
+    with _update_index(folder, model, device, threads, backend) as index:
+        change = index.remove(sources=list(source or []), doc_ids=list(doc_id or []))
     if change.removed_chunks == 0:
         _err("nothing matched; the index is unchanged")
     typer.echo(f"removed {change.removed_chunks} chunks; index {folder}: {len(index)} chunks")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import random
 
+import numpy as np
 import pytest
 
 from m3e.data.batching import epoch_plan, source_batches
@@ -99,26 +99,79 @@ def _source(name, n, dup_every=0, weight=1.0):
     return Source(name, "triplet", recs, weight=weight)
 
 
+def _texts(record):
+    return [record.anchor, record.positive, *record.negatives]
+
+
 def test_batches_are_single_source_without_duplicates_and_seeded():
     sources = [_source("a", 100, dup_every=7), _source("b", 41), _source("c", 30, weight=2.0)]
-    plan, stats = epoch_plan(sources, 8, seed=1, epoch=0)
-    for s, rows in plan:
+    plan = epoch_plan(sources, 8, seed=1, epoch=0)
+    stats = plan.stats
+    for s, rows in (plan[i] for i in range(len(plan))):
         assert len(rows) == 8
-        texts = [t for i in rows for t in (sources[s].records[i].anchor, sources[s].records[i].positive,
-                                           *sources[s].records[i].negatives)]
+        texts = [t for r in sources[s].batch(rows) for t in _texts(r)]
         assert len(texts) == len(set(texts)), "a text twice in one batch"
     assert stats.batches["b"] * 8 + stats.left_over["b"] == 41  # every record is in a batch or reported left over
+    b_rows = plan.rows[plan.source == 1].ravel()
+    assert len(set(b_rows.tolist())) == len(b_rows)  # each record at most once per epoch
     assert stats.batches["c"] == 2 * 3  # weight 2: twice its batches
-    assert {s for s, _ in plan} == {0, 1, 2} and len({s for s, _ in plan[:6]}) > 1  # interleaved
-    again, _ = epoch_plan(sources, 8, seed=1, epoch=0)
-    assert again == plan
-    other, _ = epoch_plan(sources, 8, seed=1, epoch=1)
-    assert other != plan
+    assert set(plan.source.tolist()) == {0, 1, 2} and len(set(plan.source[:6].tolist())) > 1  # interleaved
+    again = epoch_plan(sources, 8, seed=1, epoch=0)
+    assert (again.rows == plan.rows).all() and (again.source == plan.source).all()
+    other = epoch_plan(sources, 8, seed=1, epoch=1)  # another shuffle (and, with repeats, maybe another count)
+    assert other.rows.shape != plan.rows.shape or not (other.rows == plan.rows).all()
 
 
 def test_duplicates_wait_for_a_later_batch_instead_of_being_lost():
     recs = [Record("same", f"p{i}") for i in range(4)] + [Record(f"q{i}", f"x{i}") for i in range(12)]
-    batches, deferred, left = source_batches(recs, 4, random.Random(0))
-    used = [i for b in batches for i in b]
+    src = Source("s", "pair", recs)
+    batches, deferred, left = source_batches(src.hashes(), 4, np.random.default_rng(0))
+    used = batches.ravel().tolist()
     assert len(set(used)) == len(used)
     assert sum(1 for i in used if recs[i].anchor == "same") == 4 and deferred > 0 and left == 0
+
+
+def naive_plan(hashes, batch_size, order):
+    """The rule as written in words, one record at a time: a record whose text is in the batch being filled
+    waits; each new batch first takes the waiting records that fit, then the next records of the order."""
+    batches, current, seen, waiting = [], [], set(), []
+    queue = list(order)
+    while True:
+        if not current and waiting:
+            still = []
+            for k in waiting:
+                texts = {int(t) for t in hashes[k] if t}
+                if len(current) < batch_size and seen.isdisjoint(texts):
+                    current.append(k)
+                    seen |= texts
+                else:
+                    still.append(k)
+            waiting = still
+            if len(current) == batch_size:
+                batches.append(current)
+                current, seen = [], set()
+                continue
+        if not queue:
+            return batches
+        k = queue.pop(0)
+        texts = {int(t) for t in hashes[k] if t}
+        if seen.isdisjoint(texts):
+            current.append(k)
+            seen |= texts
+            if len(current) == batch_size:
+                batches.append(current)
+                current, seen = [], set()
+        else:
+            waiting.append(k)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_array_plan_equals_the_record_by_record_rule(seed):
+    """The fast path (whole clean runs of records at once) gives exactly the batches of the one-by-one rule."""
+    rng = np.random.default_rng(seed)
+    texts = [f"t{int(x)}" for x in rng.integers(0, 300, size=400)]  # many repeats
+    recs = [Record(texts[i], f"p{i}", [texts[(i * 7) % 400]] if i % 3 == 0 else []) for i in range(400)]
+    src = Source("s", "triplet", recs)
+    got, _, _ = source_batches(src.hashes(), 8, np.random.default_rng(seed))
+    order = np.random.default_rng(seed).permutation(400)
+    assert got.tolist() == naive_plan(src.hashes(), 8, order)

@@ -11,7 +11,6 @@ import pytest
 
 from m3e.errors import InputError, M3EError
 from m3e.search import Index
-from m3e.search import index as index_mod
 from m3e.search.bm25 import BM25, rrf, words
 from tests.conftest import SAMPLE
 
@@ -111,15 +110,39 @@ def test_add_replaces_a_changed_file_and_remove_by_folder_and_id(corpus, tmp_pat
     assert files == ["chunks-3.sqlite", "index.json", "vectors-3.usearch"]
 
 
-def test_killed_build_leaves_no_index(corpus, tmp_path, tiny_model, monkeypatch):
-    def boom(*a, **k):
-        raise KeyboardInterrupt
+def test_interrupted_build_leaves_no_index_and_resumes_from_its_last_shard(corpus, tmp_path, tiny_model, monkeypatch):
+    whole, _ = build(corpus, tmp_path / "a", tiny_model, shard_size=4)
+    real_encode = tiny_model.encode
+    calls = {"n": 0}
 
-    monkeypatch.setattr(index_mod.Index, "save", boom)
+    class Dying:  # the model stops answering at its third shard
+        def __getattr__(self, item):
+            return getattr(tiny_model, item)
+
+        def encode(self, texts, **kw):
+            if kw.get("prompt") == "passage: " and len(texts) >= 4:
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise KeyboardInterrupt
+            return real_encode(texts, **kw)
+
     with pytest.raises(KeyboardInterrupt):
-        build(corpus, tmp_path, tiny_model)
-    assert not (tmp_path / "ix").exists()
-    assert [p for p in tmp_path.iterdir() if p.name.startswith(".ix")] == []
+        build(corpus, tmp_path / "b", Dying(), shard_size=4)
+    assert not (tmp_path / "b" / "ix").exists()  # no index that looks complete
+    work = tmp_path / "b" / ".ix.building"
+    assert len(list(work.glob("build-part-*.npz"))) == 2
+    with pytest.raises(InputError, match="continue it with --resume"):
+        build(corpus, tmp_path / "b", tiny_model, shard_size=4)
+    with pytest.raises(InputError, match="chunk_size changed"):
+        build(corpus, tmp_path / "b", tiny_model, shard_size=4, chunk_size=30, resume=True)
+    resumed, change = build(corpus, tmp_path / "b", tiny_model, shard_size=4, resume=True)
+    assert not work.exists() and change.chunks < len(whole)  # only what the first try had not finished
+    rows = "SELECT id, source, chunk, start, end, text FROM chunks ORDER BY id"
+    assert resumed._db.execute(rows).fetchall() == whole._db.execute(rows).fetchall()
+    q = tiny_model.encode(["北京"], prompt_name="query")
+    assert [h[0] for h in resumed.dense(q, 10, exact=True)[0]] == [h[0] for h in whole.dense(q, 10, exact=True)[0]]
+    assert sorted(p.name for p in (tmp_path / "b" / "ix").iterdir()) == ["chunks-1.sqlite", "index.json",
+                                                                         "vectors-1.usearch"]
 
 
 def test_killed_update_keeps_the_old_index(corpus, tmp_path, tiny_model, monkeypatch):
@@ -127,14 +150,16 @@ def test_killed_update_keeps_the_old_index(corpus, tmp_path, tiny_model, monkeyp
     n = len(index)
     index = Index.load(tmp_path / "ix", tiny_model)
     index.remove(sources=[corpus / "sub"])
-    real_replace = index_mod.os.replace
+    import m3e.utils.atomic as atomic_mod
+
+    real_replace = atomic_mod.os.replace
 
     def die_before_manifest(src, dst):
         if str(dst).endswith("index.json"):
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(index_mod.os, "replace", die_before_manifest)
+    monkeypatch.setattr(atomic_mod.os, "replace", die_before_manifest)
     with pytest.raises(KeyboardInterrupt):
         index.save()
     monkeypatch.undo()

@@ -72,9 +72,9 @@ def test_search_user_errors(args, message, tmp_path, tiny_st_dir, tiny_model):
 @pytest.mark.data
 def test_cmrc2018_search_ranking_equals_the_evaluation_task(shared_data, builtin_model, tmp_path):
     """The first 80 paragraphs and their questions: `m3e search` top 10 == the retrieval task's ranking."""
-    from m3e.evaluation import metrics
     from m3e.evaluation.builtin import BUILTIN_TASKS
     from m3e.evaluation.runner import EmbeddingMemo
+    from m3e.evaluation.types.retrieval import _desc_rank, rank_order
     from m3e.search import Index
 
     task = BUILTIN_TASKS["CMRC2018Retrieval"]
@@ -91,11 +91,73 @@ def test_cmrc2018_search_ranking_equals_the_evaluation_task(shared_data, builtin
     q = memo.encode(queries, task.prompts["query"])
     d = memo.encode([t for _, t in corpus], task.prompts["document"])
     ids = [i for i, _ in corpus]
-    id_rank = metrics._desc_rank(ids)
+    id_rank = _desc_rank(ids)
     for qi, query in enumerate(queries):
-        expected = [ids[j] for j in metrics.rank_order(d @ q[qi], id_rank, 10)]
+        expected = [ids[j] for j in rank_order(d @ q[qi], id_rank, 10)]
         got = [h.doc_id for h in index.search(query, k=10)]
         assert got == expected, (query, got, expected)
     # and once through the command line
     r = run("search", str(tmp_path / "ix"), queries[0], "-k", "10", "--json")
     assert [json.loads(x)["doc_id"] for x in r.stdout.splitlines()] == [h.doc_id for h in index.search(queries[0], 10)]
+
+
+def test_two_concurrent_index_adds_both_land(tmp_path, tiny_st_dir):
+    """The update lock: two `m3e index add` processes take turns; neither overwrites the other's generation."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from m3e.search import Index
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("今天天气很好。", encoding="utf-8")
+    ix = tmp_path / "ix"
+    assert run("index", "build", "-i", str(docs / "a.txt"), "-o", str(ix), "--model", str(tiny_st_dir)).returncode == 0
+    script = Path(sys.executable).with_name("m3e")
+    procs = []
+    for name in ("b", "c"):
+        f = docs / f"{name}.txt"
+        f.write_text(("我喜欢吃苹果。" if name == "b" else "他在北京工作。") * 30, encoding="utf-8")
+        procs.append(subprocess.Popen([str(script), "index", "add", str(ix), "-i", str(f), "--model", str(tiny_st_dir)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        assert p.wait(120) == 0, p.stderr.read()
+    index = Index.load(ix)
+    sources = {Path(r[0]).name for r in index._db.execute("SELECT DISTINCT source FROM chunks")}
+    assert sources == {"a.txt", "b.txt", "c.txt"} and index.manifest["generation"] == 3
+    assert sorted(p.name for p in ix.iterdir()) == ["chunks-3.sqlite", "index.json", "index.lock",
+                                                    "vectors-3.usearch"]
+
+
+def test_index_build_resume_after_kill_9(tmp_path, tiny_st_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from m3e.search import Index
+
+    src = tmp_path / "many.jsonl"
+    src.write_text("".join(json.dumps({"id": f"d{i}", "text": f"第{i}篇文档。今天天气很好，我喜欢吃苹果。"},
+                                      ensure_ascii=False) + "\n" for i in range(30000)), encoding="utf-8")
+    base = ["index", "build", "-i", str(src), "--model", str(tiny_st_dir), "--threads", "1"]
+    assert run(*base, "-o", str(tmp_path / "whole")).returncode == 0
+    out = tmp_path / "killed"
+    script = Path(sys.executable).with_name("m3e")
+    proc = subprocess.Popen([str(script), *base, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy())
+    state = tmp_path / ".killed.building" / "build-state.json"
+    deadline = time.time() + 120
+    while not (state.is_file() and json.loads(state.read_text())["shards"] >= 1):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert not out.exists()
+    r = run(*base, "-o", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    rows = "SELECT id, doc_id, chunk, text FROM chunks ORDER BY id"
+    assert Index.load(out)._db.execute(rows).fetchall() == Index.load(tmp_path / "whole")._db.execute(rows).fetchall()

@@ -37,30 +37,55 @@ def test_recipe_validation(tmp_path):
         load_recipe(bad)
 
 
-def test_shipped_recipe_sources_on_real_data(shared_data):
-    from pathlib import Path
+RECIPES = __import__("pathlib").Path(__file__).resolve().parents[2] / "recipes"
 
-    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "m3e-small-zh.yaml")
-    sources, report, sizes = build_sources(recipe, shared_data)
-    assert len(sizes) == 24 and sum(sizes.values()) > 200_000
-    counts = {s.name: len(s.records) for s in sources}
+
+def test_shipped_recipe_sources_on_real_data(shared_data, tmp_path):
+    """The v2 recipe through the Arrow cache gives the records the in-memory reader and a string filter give."""
+    from m3e.data.records import read_source
+    from m3e.data.texthash import norm
+    from m3e.training.recipe import evaluation_texts
+
+    recipe = load_recipe(RECIPES / "m3e-small-zh.yaml")
+    sources, report, sizes = build_sources(recipe, shared_data, cache_dir=tmp_path / "cache")
+    assert len(sizes) == 28 and sum(sizes.values()) > 250_000
+    texts, _ = evaluation_texts(shared_data)
+    for spec, source in zip(recipe["sources"], sources, strict=True):
+        options = {k: v for k, v in spec.items() if k not in ("path", "max_records", "license")}
+        mem = read_source(shared_data / spec["path"], **options)
+        if spec.get("max_records"):
+            mem.sample(spec["max_records"])
+        kept = [r for r in mem.records if norm(r.anchor) not in texts and norm(r.positive) not in texts]
+        assert len(source) == len(kept) == report[source.name]["kept"], source.name
+        assert source.license and report[source.name]["license"] == spec["license"]
+        assert source.batch([0])[0].anchor == kept[0].anchor
+    counts = {s.name: len(s) for s in sources}
     assert counts["ATEC.valid"] == 20_000 - report["ATEC.valid"]["dropped_records"]  # the whole valid split
+    assert report["atec-train"]["dropped_records"] > 1000  # the competition file holds ATEC test pairs
+    assert report["lcsts-train"]["dropped_records"] == 114  # SOURCE.md: 114 rows share a text with val/test
+    assert {s.kind for s in sources} == {"triplet", "pair", "scored"}
+    assert next(s for s in sources if s.name == "nlpcc-kbqa").batch([0])[0].positive.count("|||") == 0
+    assert all(not any(x in (s.license or "") for x in ("NC", "non-commercial", "research only"))
+               for s in sources)
+
+
+def test_v1_recipe_passages_hold_no_evaluation_text(shared_data, tmp_path):
+    from m3e.data.passages import join_sentences
+    from m3e.data.records import read_source
+    from m3e.data.texthash import norm
+    from m3e.training.recipe import evaluation_texts
+
+    recipe = load_recipe(RECIPES / "m3e-small-zh-v1.yaml")
+    sources, report, sizes = build_sources(recipe, shared_data, cache_dir=tmp_path / "cache")
     assert next(s for s in sources if s.name == "BQ.valid").weight == 2
     assert recipe["train"]["merge_scale"] == 0.7
     assert report["STS-B.train"]["dropped_records"] > 0  # STS-B train shares sentences with its test split
     assert report["bge_finetune_data"]["dropped_records"] > 0  # SOURCE.md: 80 queries + 93 positives leak
-    assert {s.kind for s in sources} == {"triplet", "pair", "scored"}
-    assert next(s for s in sources if s.name == "wmt18-zh-en").records[0].positive.isascii()
-    from m3e.data.overlap import evaluation_texts, norm
-
     texts, _ = evaluation_texts(shared_data)
     for s in (s for s in sources if s.name.endswith("-passages")):
         assert s.kind == "pair" and s.doc_instruction == "passage" and s.keep_base and len(s.records) >= 300
         assert all(norm(r.anchor) not in texts for r in s.records)
     # passages are joined after the filter: no LCQMC sentence that is an evaluation text is inside one
-    from m3e.data.passages import join_sentences
-    from m3e.data.records import read_source
-
     raw = read_source(shared_data / "LCQMC" / "LCQMC.valid.data", format="tsv",
                       columns=["sentence1", "sentence2", "label"])
     leaked = {join_sentences([t]) for r in raw.records for t in (r.anchor, r.positive) if norm(t) in texts}
@@ -96,11 +121,11 @@ def test_recipe_from_a_data_folder(tmp_path, tiny_st_dir, monkeypatch):
     twice["sources"].append(twice["sources"][0])
     (tmp_path / "twice.yaml").write_text(json.dumps(twice), encoding="utf-8")
     with pytest.raises(InputError, match="sources 0 and 2 are both named 'train'"):
-        build_sources(load_recipe(tmp_path / "twice.yaml"), data)
+        build_sources(load_recipe(tmp_path / "twice.yaml"), data, tmp_path / "cache")
     twice["sources"][2] = {**twice["sources"][0], "passages": {"size": 2}}
     (tmp_path / "twice.yaml").write_text(json.dumps(twice), encoding="utf-8")
-    passages = build_sources(load_recipe(tmp_path / "twice.yaml"), data)[0][2]
+    passages = build_sources(load_recipe(tmp_path / "twice.yaml"), data, tmp_path / "cache")[0][2]
     assert passages.name == "train-passages" and len(passages.records) == 1  # 1 positive pair left, 4 texts
-    sources, report, sizes = build_sources(load_recipe(recipe), data)
-    assert report["train"] == {"kept": 2, "dropped_records": 1, "removed_negatives": 0}
+    sources, report, sizes = build_sources(load_recipe(recipe), data, tmp_path / "cache")
+    assert report["train"] == {"kept": 2, "dropped_records": 1, "removed_negatives": 0, "license": None}
     assert sizes == {"STSB": 2} and [s.kind for s in sources] == ["scored", "pair"]

@@ -1,59 +1,31 @@
-"""Keep evaluation data out of training: every text of the evaluation tasks, and a filter for training sources.
+"""Keep evaluation data out of training: a filter that drops training records overlapping evaluation texts.
 
 A training record is dropped when its anchor or positive is an evaluation text up to whitespace, letter case and
 punctuation at either end ("求这张图片的情侣头像" matches the test text "求这张图片的情侣头像。"); a hard negative
-that is an evaluation text is removed from its record. Counts per source say what the filter did.
+that is an evaluation text is removed from its record. The comparison runs on 64-bit hashes of the normalized
+texts (:mod:`m3e.data.texthash`), so it takes arrays, at any data size. Counts per source say what it did.
+
+The caller supplies the evaluation texts (:func:`m3e.training.recipe.evaluation_texts` collects the built-in
+tasks'), so the data layer does not depend on the evaluation package.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterable
 
-from m3e.data.records import Source
+import numpy as np
 
-_EDGE = "。！？!?.…，,；;：:、~～ \t\n"
-
-
-def norm(text: str) -> str:
-    return " ".join(text.split()).casefold().strip(_EDGE)
+from m3e.data.texthash import hash_texts
 
 
-def task_texts(data) -> list[str]:
-    """Every text a task's data holds, whatever its type."""
-    out: list[str] = []
-    for attr in ("sentences1", "sentences2", "texts", "train_texts", "queries", "corpus"):
-        out.extend(getattr(data, attr, None) or [])
-    for cands in getattr(data, "candidates", None) or []:
-        out.extend(cands)
-    return out
+def banned_hashes(texts: Iterable[str]) -> np.ndarray:
+    return np.unique(hash_texts(texts))
 
 
-def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tuple[set[str], dict[str, int]]:
-    from m3e.evaluation.builtin import select_tasks
-
-    texts: set[str] = set()
-    sizes: dict[str, int] = {}
-    for task in select_tasks(task_names):
-        found = {norm(t) for t in task_texts(task.load(data_dir))}
-        sizes[task.name] = len(found)
-        texts |= found
-    return texts, sizes
-
-
-def filter_sources(sources: list[Source], texts: set[str]) -> dict[str, dict[str, int]]:
+def filter_sources(sources, texts: Iterable[str]) -> dict[str, dict[str, int]]:
+    banned = texts if isinstance(texts, np.ndarray) else banned_hashes(texts)
     report: dict[str, dict[str, int]] = {}
     for source in sources:
-        kept, dropped, negs = [], 0, 0
-        for r in source.records:
-            if norm(r.anchor) in texts or norm(r.positive) in texts:
-                dropped += 1
-                continue
-            clean = [n for n in r.negatives if norm(n) not in texts]
-            negs += len(r.negatives) - len(clean)
-            r.negatives = clean
-            kept.append(r)
-        source.records = kept
-        if dropped:
-            source.skipped["overlaps an evaluation text"] += dropped
-        report[source.name] = {"kept": len(kept), "dropped_records": dropped, "removed_negatives": negs}
+        dropped, negs = source.drop_overlapping(banned)
+        report[source.name] = {"kept": len(source), "dropped_records": dropped, "removed_negatives": negs}
     return report

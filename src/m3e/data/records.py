@@ -10,27 +10,36 @@ Record kinds (the M3E / uniem / BGE formats, with aliases):
 - ``scored``: ``sentence1, sentence2`` (or ``text1, text2``) with ``label`` or ``score`` (CoSENT).
 
 Files without a header (tsv/csv) take ``columns=[...]``; ``rename={"old": "new"}`` maps other names onto these.
+Files are read as streams (line by line, parquet batch by batch), so :mod:`m3e.data.prepared` converts sources
+of any size with bounded memory; :func:`read_source` keeps a small source in memory.
 
 Extra columns are ignored. Each source reports what was detected, how many records it gave and how many rows
-were skipped and why (empty text, missing field); nothing is dropped silently.
+were skipped and why (empty text, missing field, malformed row); nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from m3e.data.rows import csv_dicts, jsonl_objects
+import numpy as np
+
+from m3e.data.texthash import hash_texts
 from m3e.errors import InputError
 
 FILE_TYPES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+TEXT_FORMATS = (".squad", ".kbqa")  # SQuAD JSON (question -> paragraph), NLPCC KBQA records (question -> triple)
 
 PAIR_COLUMNS = [("text", "text_pos"), ("query", "positive"), ("anchor", "positive"), ("query", "pos"),
                 ("instruction", "output"), ("sentence1", "sentence2"), ("text1", "text2")]
 NEG_COLUMNS = ("text_neg", "negative", "neg", "negatives", "hard_negative")
 SCORE_COLUMNS = ("label", "score")
+MALFORMED = "malformed row (more fields than columns)"
 
 
 @dataclass
@@ -42,16 +51,16 @@ class Record:
 
 
 @dataclass
-class Source:
-    """One dataset: its records, how to prompt them, how often to draw from it."""
+class SourceInfo:
+    """What every source carries besides its records: how to prompt them, how often to draw, what was skipped."""
 
     name: str
     kind: str  # pair | triplet | scored
-    records: list[Record]
     weight: float = 1.0
     instruction: str | None = None  # anchor prefix: a literal string or one of the model's prompt names
     doc_instruction: str | None = None  # prefix for positives and negatives
     keep_base: float | None = None  # this source's weight of the drift term (None: the run's TrainConfig.keep_base)
+    license: str | None = None  # as its recipe states it (model card, recipe report)
     skipped: Counter = field(default_factory=Counter)
     first_skip: dict[str, int] = field(default_factory=dict)  # reason -> first line (row) it happened on
     columns: tuple[str, ...] = ()
@@ -59,9 +68,74 @@ class Source:
     def report(self) -> str:
         skipped = ", ".join(f"{n} {why}" + (f" (first at row {self.first_skip[why]})" if why in self.first_skip
                                              else "") for why, n in self.skipped.most_common()) or "none"
-        return (f"{self.name}: {self.kind} records from columns {', '.join(self.columns)}; {len(self.records)} used, "
+        return (f"{self.name}: {self.kind} records from columns {', '.join(self.columns)}; {len(self)} used, "
                 f"skipped: {skipped}")
 
+
+@dataclass
+class Source(SourceInfo):
+    """A source held in memory. The trainer reads every source through ``len``, :meth:`batch` and
+    :meth:`hashes`, which :class:`m3e.data.prepared.ArrowSource` (memory-mapped, any size) provides too."""
+
+    records: list[Record] = field(default_factory=list)
+    _hashes: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __init__(self, name: str, kind: str, records: list[Record] | None = None, **info) -> None:
+        SourceInfo.__init__(self, name, kind, **info)
+        self.records = list(records or [])
+        self._hashes = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def batch(self, indices) -> list[Record]:
+        return [self.records[int(i)] for i in indices]
+
+    def hashes(self) -> np.ndarray:
+        """(records, 2 + most negatives) uint64: anchor, positive, negatives; 0 where a record has fewer."""
+        if self._hashes is None or len(self._hashes) != len(self.records):
+            width = 2 + max((len(r.negatives) for r in self.records), default=0)
+            out = np.zeros((len(self.records), width), dtype=np.uint64)
+            out[:, 0] = hash_texts(r.anchor for r in self.records)
+            out[:, 1] = hash_texts(r.positive for r in self.records)
+            for i, r in enumerate(self.records):
+                if r.negatives:
+                    out[i, 2:2 + len(r.negatives)] = hash_texts(r.negatives)
+            self._hashes = out
+        return self._hashes
+
+    def sample(self, limit: int, seed: int = 0) -> None:
+        """Keep a fixed-seed sample of ``limit`` records (counted as skipped)."""
+        if len(self.records) > limit:
+            random.Random(seed).shuffle(self.records)
+            self.skipped["over max_records (fixed-seed sample kept)"] += len(self.records) - limit
+            del self.records[limit:]
+            self._hashes = None
+
+    def drop_overlapping(self, banned: np.ndarray) -> tuple[int, int]:
+        """Drop records whose anchor or positive hash is in ``banned`` (sorted), and such negatives;
+        returns (records dropped, negatives removed)."""
+        h = self.hashes()
+        hit = np.isin(h, banned) & (h != 0)
+        drop = hit[:, 0] | hit[:, 1]
+        removed = 0
+        kept = []
+        for i, r in enumerate(self.records):
+            if drop[i]:
+                continue
+            if hit[i, 2:].any():
+                clean = [n for j, n in enumerate(r.negatives) if not hit[i, 2 + j]]
+                removed += len(r.negatives) - len(clean)
+                r.negatives = clean
+            kept.append(r)
+        self.records = kept
+        self._hashes = None
+        if drop.any():
+            self.skipped["overlaps an evaluation text"] += int(drop.sum())
+        return int(drop.sum()), removed
+
+
+# --- rows -> records ------------------------------------------------------------------------------------------
 
 def detect_kind(columns: set[str], where: str) -> tuple[str, str, str | None, str | None]:
     """(kind, anchor column, positive column, negatives column or score column)."""
@@ -98,106 +172,259 @@ def _as_list(value) -> list | None:
     return None
 
 
-def records_from_rows(rows, name: str, columns: set[str] | None = None, where: str | None = None) -> Source:
-    """Rows (line number, dict) -> a Source; the kind is detected from the first row's columns."""
-    rows = iter(rows)
-    first = next(rows, None)
-    if first is None:
-        raise InputError(f"{where or name}: no rows")
-    kind, a_col, p_col, x_col = detect_kind(columns or set(first[1]), where or name)
-    source = Source(name, kind, [], columns=tuple(c for c in (a_col, p_col, x_col) if c))
+def _text_ok(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
-    def text_ok(value) -> bool:
-        return isinstance(value, str) and bool(value.strip())
 
-    def skip(reason: str, no: int) -> None:
-        source.skipped[reason] += 1
-        source.first_skip.setdefault(reason, no)
+class RowParser:
+    """Turns rows into records of one kind (detected from the first row's columns), counting every skip."""
 
-    for no, row in [first, *rows]:
-        anchor, positives = row.get(a_col), _as_list(row.get(p_col))
-        if anchor is None or row.get(p_col) is None:
-            skip("missing field", no)
-            continue
-        if positives is None or not text_ok(anchor):
-            skip("empty or non-text anchor" if not text_ok(anchor) else "positive is not text", no)
-            continue
-        positives = [p for p in positives if text_ok(p)]
+    def __init__(self, columns: set[str], where: str, info: SourceInfo) -> None:
+        kind, self.a_col, self.p_col, self.x_col = detect_kind(columns, where)
+        self.info = info
+        info.kind = kind
+        info.columns = tuple(c for c in (self.a_col, self.p_col, self.x_col) if c)
+
+    def skip(self, reason: str, no: int) -> None:
+        self.info.skipped[reason] += 1
+        self.info.first_skip.setdefault(reason, no)
+
+    def parse(self, no: int, row: dict | None) -> list[tuple[str, str, list[str], float | None]]:
+        """(anchor, positive, negatives, score) records of one row (a BGE group gives one per positive)."""
+        if row is None:
+            self.skip(MALFORMED, no)
+            return []
+        kind = self.info.kind
+        anchor, positives = row.get(self.a_col), _as_list(row.get(self.p_col))
+        if anchor is None or row.get(self.p_col) is None:
+            self.skip("missing field", no)
+            return []
+        if positives is None or not _text_ok(anchor):
+            self.skip("empty or non-text anchor" if not _text_ok(anchor) else "positive is not text", no)
+            return []
+        positives = [p for p in positives if _text_ok(p)]
         if not positives:
-            skip("empty positive", no)
-            continue
+            self.skip("empty positive", no)
+            return []
         if kind == "scored":
             try:
-                score = float(row.get(x_col))
+                score = float(row.get(self.x_col))
             except (TypeError, ValueError):
-                skip(f"{x_col} is not a number", no)
-                continue
-            source.records.append(Record(anchor, positives[0], score=score))
-            continue
+                self.skip(f"{self.x_col} is not a number", no)
+                return []
+            return [(anchor, positives[0], [], score)]
         negatives = []
-        if x_col:
-            raw = _as_list(row.get(x_col))
-            negatives = [n for n in (raw or []) if text_ok(n)]
+        if self.x_col:
+            raw = _as_list(row.get(self.x_col))
+            negatives = [n for n in (raw or []) if _text_ok(n)]
             if raw and len(negatives) < len(raw):
-                skip("empty negative (negative dropped, row kept)", no)
+                self.skip("empty negative (negative dropped, row kept)", no)
+        out = []
         for pos in positives:
             if pos == anchor:
-                skip("positive equals anchor", no)
+                self.skip("positive equals anchor", no)
                 continue
             negs = [n for n in dict.fromkeys(negatives) if n not in (anchor, pos)]
             if len(negs) < len(negatives):
-                skip("negative equal to the anchor, the positive or another negative (negative dropped)", no)
-            source.records.append(Record(anchor, pos, negs))
-    if kind == "triplet" and not any(r.negatives for r in source.records):
-        source.kind = "pair"
-    if kind == "scored" and len({r.score for r in source.records}) < 2:
-        raise InputError(f"{where or name}: scored pairs need at least two distinct scores for CoSENT")
+                self.skip("negative equal to the anchor, the positive or another negative (negative dropped)", no)
+            out.append((anchor, pos, negs, None))
+        return out
+
+
+def records_from_rows(rows, name: str, columns: set[str] | None = None, where: str | None = None) -> Source:
+    """Rows (line number, dict) -> an in-memory Source; the kind is detected from the first row's columns. A row
+    given as None (malformed: too many fields) is skipped and counted."""
+    source = Source(name, "pair")
+    parser = None
+    pending_malformed = []
+    for no, row in rows:
+        if parser is None:
+            if row is None:
+                pending_malformed.append(no)
+                continue
+            parser = RowParser(columns or set(row), where or name, source)
+            for bad in pending_malformed:
+                parser.skip(MALFORMED, bad)
+        source.records.extend(Record(a, p, n, s) for a, p, n, s in parser.parse(no, row))
+    if parser is None:
+        raise InputError(f"{where or name}: no rows")
+    finish_kind(source, source.records, where or name)
     return source
 
 
-def _jsonl(path: Path, text: str):
-    stripped = text.lstrip()
-    if path.suffix == ".json" and stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-        for i, row in enumerate(data, 1):
+def finish_kind(info: SourceInfo, records, where: str) -> None:
+    """A triplet source whose rows had no negatives is a pair source; scored pairs need two distinct scores."""
+    if info.kind == "triplet" and not any(r.negatives for r in records):
+        info.kind = "pair"
+    if info.kind == "scored" and len({r.score for r in records}) < 2:
+        raise InputError(f"{where}: scored pairs need at least two distinct scores for CoSENT")
+
+
+# --- files -> rows (streamed) ---------------------------------------------------------------------------------
+
+def _json_lines(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    import orjson
+
+    with open(path, "rb") as fh:
+        for no, raw in enumerate(fh, 1):
+            if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            try:
+                row = orjson.loads(raw if encoding in ("utf-8", "utf-8-sig") else raw.decode(encoding))
+            except orjson.JSONDecodeError as exc:
+                raise InputError(f"{path}:{no}: invalid JSON ({exc})") from None
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}:{no}: not {encoding} text ({exc.reason})") from None
             if not isinstance(row, dict):
-                raise InputError(f"{path}: item {i} is not an object")
-            yield i, row
+                raise InputError(f"{path}:{no}: expected a JSON object, found {type(row).__name__}")
+            yield no, row
+
+
+def _json_document(path: Path, encoding: str):
+    try:
+        return json.loads(path.read_text(encoding=encoding))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+
+
+def _json_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    """A .json file is a JSON array of objects (read whole: use .jsonl for big data) or JSON lines."""
+    with open(path, "rb") as fh:
+        head = fh.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head.startswith(b"["):
+        yield from _json_lines(path, encoding)
         return
-    yield from jsonl_objects(path, text)
+    for i, row in enumerate(_json_document(path, encoding), 1):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}: item {i} is not an object")
+        yield i, row
+
+
+def _squad_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    """SQuAD-format reading comprehension (CMRC 2018): each question -> the paragraph it was written on."""
+    doc = _json_document(path, encoding)
+    n = 0
+    for article in doc.get("data", []) if isinstance(doc, dict) else []:
+        for para in article.get("paragraphs", []):
+            for qa in para.get("qas", []):
+                n += 1
+                yield n, {"query": qa.get("question"), "positive": para.get("context")}
+    if n == 0:
+        raise InputError(f"{path}: no SQuAD questions (expected {{'data': [{{'paragraphs': [{{'qas': ...}}]}}]}})")
+
+
+def _kbqa_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    """NLPCC KBQA: 4-line records (<question id=N>, <triple id=N>, <answer id=N>, a '=' rule) -> question and the
+    gold triple "subject ||| predicate ||| object"."""
+    row: dict = {}
+    start = 0
+    with open(path, encoding=encoding, newline="") as fh:
+        for no, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
+            tag, _, value = line.partition("\t")
+            if tag.startswith("<question"):
+                row, start = {"query": value}, no
+            elif tag.startswith("<triple"):
+                row["positive"] = value
+            elif line.startswith("=====") and row:
+                yield start, row
+                row = {}
+    if row:
+        yield start, row
+
+
+def _csv_rows(path: Path, encoding: str, delimiter: str,
+              columns: list[str] | None) -> Iterator[tuple[int, dict | None]]:
+    """Rows as dicts (header line, or ``columns``); a row with more fields than columns comes as None."""
+    with open(path, encoding=encoding, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter, fieldnames=columns,
+                                quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        if not reader.fieldnames:
+            raise InputError(f"{path}: empty file, expected a header line")
+        try:
+            for row in reader:
+                yield reader.line_num, (None if None in row else row)
+        except csv.Error as exc:
+            raise InputError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    import pyarrow.parquet as pq
+
+    no = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+        for row in batch.to_pylist():
+            no += 1
+            yield no, row
+
+
+def file_rows(path: Path, format: str | None = None, encoding: str = "utf-8-sig",  # noqa: A002
+              columns: list[str] | None = None, rename: dict[str, str] | None = None,
+              replace: dict[str, str] | None = None) -> Iterator[tuple[int, dict | None]]:
+    """(line or row number, row) of a training file, streamed; see :func:`read_source` for the options."""
+    suffix = f".{format.lower().lstrip('.')}" if format else path.suffix.lower()
+    if suffix not in FILE_TYPES and suffix not in TEXT_FORMATS:
+        raise InputError(f"{path}: unsupported file type '{suffix}'; use one of "
+                         f"{', '.join((*FILE_TYPES, *TEXT_FORMATS))}")
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise InputError(f"{path}: unknown encoding '{encoding}'") from None
+    if suffix == ".parquet":
+        rows = _parquet_rows(path)
+    elif suffix == ".jsonl":
+        rows = _json_lines(path, encoding)
+    elif suffix == ".json":
+        rows = _json_rows(path, encoding)
+    elif suffix == ".squad":
+        rows = _squad_rows(path, encoding)
+    elif suffix == ".kbqa":
+        rows = _kbqa_rows(path, encoding)
+    else:
+        rows = _csv_rows(path, encoding, "\t" if suffix == ".tsv" else ",", columns)
+    try:
+        yield from _clean(rows, rename, replace)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); set the source's encoding "
+                         "(e.g. gb18030)") from None
+
+
+def _clean(rows, rename: dict[str, str] | None, replace: dict[str, str] | None):
+    """Rename columns, apply text replacements, drop stray BOMs (U+FEFF) inside fields."""
+    for no, row in rows:
+        if row is None:
+            yield no, None
+            continue
+        if rename:
+            row = {rename.get(k, k): v for k, v in row.items()}
+        if replace or any(isinstance(v, str) and "\ufeff" in v for v in row.values()):
+            out = {}
+            for k, v in row.items():
+                if isinstance(v, str):
+                    v = v.replace("\ufeff", "")
+                    for old, new in (replace or {}).items():
+                        v = v.replace(old, new)
+                out[k] = v
+            row = out
+        yield no, row
 
 
 def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, instruction: str | None = None,
                 doc_instruction: str | None = None, columns: list[str] | None = None,
                 rename: dict[str, str] | None = None, max_negatives: int | None = None,
-                format: str | None = None, keep_base: float | None = None) -> Source:  # noqa: A002 - the recipe key
+                format: str | None = None, keep_base: float | None = None,  # noqa: A002 - the recipe key
+                encoding: str = "utf-8-sig", replace: dict[str, str] | None = None) -> Source:
+    """One training file -> an in-memory Source. ``format`` overrides the suffix (also ``squad`` for SQuAD JSON
+    and ``kbqa`` for NLPCC KBQA records); ``encoding`` reads e.g. GB18030 files; ``replace`` rewrites substrings
+    of every text (e.g. a triple's " ||| " separators into spaces). Rows that do not fit are skipped and counted.
+    For sources of any size use :func:`m3e.data.prepared.prepare_source` (memory-mapped, cached)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    suffix = f".{format.lower().lstrip('.')}" if format else path.suffix.lower()
-    if suffix not in FILE_TYPES:
-        raise InputError(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(FILE_TYPES)}")
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        rows = ((i, row) for i, row in enumerate(table.to_pylist(), 1))
-        source = records_from_rows(rows, name or path.stem, set(table.column_names), str(path))
-    else:
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-        if suffix in (".jsonl", ".json"):
-            rows = _jsonl(path, text)
-        else:
-            rows = csv_dicts(path, text, "\t" if suffix == ".tsv" else ",", columns)
-        if rename:
-            rows = ((no, {rename.get(k, k): v for k, v in row.items()}) for no, row in rows)
-        source = records_from_rows(rows, name or path.stem, None, str(path))
+    rows = file_rows(path, format, encoding, columns, rename, replace)
+    source = records_from_rows(rows, name or path.stem, None, str(path))
     source.weight, source.instruction, source.doc_instruction = weight, instruction, doc_instruction
     source.keep_base = keep_base
     if max_negatives is not None:
@@ -208,15 +435,19 @@ def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, 
     return source
 
 
-def read_sources(path: str | Path, **options) -> list[Source]:
-    """A file is one source; a folder gives one source per data file in it (sorted, not recursive)."""
-    path = Path(path)
+def data_files(path: Path) -> list[Path]:
+    """A file, or the data files of a folder (sorted, not recursive)."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FILE_TYPES)
         if not files:
             raise InputError(f"{path}: no data files ({', '.join(FILE_TYPES)}) in this folder")
-        return [read_source(f, **options) for f in files]
-    return [read_source(path, **options)]
+        return files
+    return [path]
+
+
+def read_sources(path: str | Path, **options) -> list[Source]:
+    """A file is one source; a folder gives one source per data file in it (sorted, not recursive)."""
+    return [read_source(f, **options) for f in data_files(Path(path))]
 
 
 def source_from_dataset(dataset, name: str = "dataset", **options) -> Source:

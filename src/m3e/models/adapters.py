@@ -20,14 +20,14 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, target: Path, *, name: str,
     from sentence_transformers import SentenceTransformer
 
     from m3e.models.encoder import Embedder
-    from m3e.training.trainer import _set_backbone
+    from m3e.models.export import set_backbone
 
     weights = adapter_dir / "adapter_model.safetensors"
     if not weights.is_file() or not (adapter_dir / "adapter_config.json").is_file():
         raise SourceMismatchError(f"adapter files missing in {adapter_dir}; reinstall m3e")
     st = SentenceTransformer(str(base_dir), device="cpu")
     merged = PeftModel.from_pretrained(st[0].auto_model, str(adapter_dir)).merge_and_unload()
-    _set_backbone(st, merged)
+    set_backbone(st, merged)
     Embedder(st, name=name).save(target)
     (target / "m3e_provenance.json").write_text(json.dumps({
         "name": name, "converter_version": version, "base": base_dir.name,
@@ -35,16 +35,3 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, target: Path, *, name: str,
     if card:
         (target / "README.md").write_text(card, encoding="utf-8")
     return target
-
-
-def scale_lora(peft_model, scale: float):
-    """Multiply every LoRA layer's scaling (alpha / r) by ``scale`` in place, so a merge adds ``scale`` x the
-    learned difference: the same as loading the adapter with ``lora_alpha`` x ``scale``."""
-    if scale != 1.0:
-        from peft.tuners.lora import LoraLayer
-
-        for module in peft_model.modules():
-            if isinstance(module, LoraLayer):
-                for name in module.scaling:
-                    module.scaling[name] *= scale
-    return peft_model

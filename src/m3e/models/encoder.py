@@ -203,7 +203,8 @@ class Embedder:
         for i, ids in enumerate(self.tokenize([prefix_text + t for t in items])):
             if len(ids) > room:
                 if truncate == "error":
-                    raise InputTooLong(f"item {i} has {len(ids) + extra} tokens, more than the model's limit of {limit}")
+                    raise InputTooLong(f"item {i} has {len(ids) + extra} tokens, more than the model's limit of "
+                                       f"{limit}")
                 if truncate == "window":
                     for s in range(0, len(ids), room):
                         prepared.owner.append(i)

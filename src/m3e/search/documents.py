@@ -6,6 +6,7 @@ Nothing is dropped silently: unreadable, binary and undecodable files are skippe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,11 +84,10 @@ def _decode(path: Path, report: ReadReport) -> str | None:
     return None
 
 
-def read_documents(paths: list[str | Path], text_field: str = "text", id_field: str = "id",
-                   ) -> tuple[list[Document], ReadReport]:
-    """Every document under ``paths``. Plain text files are one document each; row files one per row."""
-    report = ReadReport()
-    docs: list[Document] = []
+def iter_documents(paths: list[str | Path], report: ReadReport, text_field: str = "text",
+                   id_field: str = "id") -> Iterator[Document]:
+    """Every document under ``paths``, one file in memory at a time; plain text files are one document each, row
+    files one per row. ``report`` counts files, documents and what was skipped as the documents stream by."""
     for path in _files([Path(p).expanduser() for p in paths], report):
         text = _decode(path, report)
         if text is None:
@@ -96,7 +96,8 @@ def read_documents(paths: list[str | Path], text_field: str = "text", id_field: 
         suffix = path.suffix.lower()
         if suffix in TEXT_SUFFIXES:
             if text.strip():
-                docs.append(Document(str(path.resolve()), text, str(path), {}))
+                report.documents += 1
+                yield Document(str(path.resolve()), text, str(path), {})
             else:
                 report.empty_rows.append(f"{path}:1")
             continue
@@ -114,6 +115,13 @@ def read_documents(paths: list[str | Path], text_field: str = "text", id_field: 
                 continue
             meta = {k: v for k, v in row.items() if k not in (text_field,)}
             doc_id = str(row.get(id_field) if row.get(id_field) not in (None, "") else f"{path}:{no}")
-            docs.append(Document(str(path.resolve()), value, doc_id, meta, no))
-    report.documents = len(docs)
+            report.documents += 1
+            yield Document(str(path.resolve()), value, doc_id, meta, no)
+
+
+def read_documents(paths: list[str | Path], text_field: str = "text", id_field: str = "id",
+                   ) -> tuple[list[Document], ReadReport]:
+    """Every document under ``paths`` in a list (small inputs; :func:`iter_documents` streams)."""
+    report = ReadReport()
+    docs = list(iter_documents(paths, report, text_field, id_field))
     return docs, report

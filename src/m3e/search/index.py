@@ -18,6 +18,8 @@ vector differs (cosine below ``PROBE_MIN_COSINE``) is refused, so queries are ne
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -31,13 +33,18 @@ import numpy as np
 
 from m3e.errors import InputError, M3EError
 from m3e.search.chunking import chunk_text
-from m3e.search.documents import Document, ReadReport, read_documents
+from m3e.search.documents import Document, ReadReport, iter_documents
+from m3e.utils.atomic import atomic_path, write_text
 
 FORMAT = 1
 MANIFEST = "index.json"
 PROBE = "M3E 索引指纹：用于确认查询与文档使用同一个模型。"
 PROBE_MIN_COSINE = 0.99
 EXACT_BELOW = 20_000  # chunks; at or above it searches use the HNSW graph unless told otherwise
+SHARD = 8192  # chunks embedded and committed together
+LOCK = "index.lock"  # held while a process updates the index (open_for_update)
+BUILD_STATE = "build-state.json"  # a build in progress: its job and the shards it has committed
+BUILD_PART = "build-part-"  # a committed shard's chunk ids and vectors, until the build is saved
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, line INTEGER, doc_id TEXT NOT NULL, chunk INTEGER NOT NULL,
@@ -93,18 +100,24 @@ class Index:
         self._work, self._db, self._vectors = work, db, vectors
         self._bm25 = None
         self._dirty = False
+        self._build: dict | None = None  # a resumable build's job description (see build)
+        self._lock = None  # the update lock's file, held by open_for_update
 
     # ---- creating and opening ----------------------------------------------------------------
     @classmethod
     def create(cls, folder: str | os.PathLike[str], embedder, *, chunk_size: int = 400, overlap: int = 80,
-               exact_below: int = EXACT_BELOW) -> Index:
-        """An empty index that becomes ``folder`` at :meth:`save` (which must not exist or be empty)."""
+               exact_below: int = EXACT_BELOW, work: Path | None = None) -> Index:
+        """An empty index that becomes ``folder`` at :meth:`save` (which must not exist or be empty); it is
+        written in ``work`` (default: a fresh temporary folder beside it) until then."""
         folder = Path(folder)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise InputError(f"{folder} already exists; update it with `m3e index add` or choose a new folder")
         chunk_text("x", chunk_size, overlap)  # validates the sizes
         folder.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        if work is None:
+            work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        else:
+            work.mkdir(parents=True)
         passage, query = _prompt(embedder, "passage"), _prompt(embedder, "query")
         manifest = {
             "format": FORMAT, "model": embedder.name, "backend": getattr(embedder, "backend", "torch"),
@@ -122,17 +135,58 @@ class Index:
     def build(cls, inputs: list[str | os.PathLike[str]], folder: str | os.PathLike[str], embedder, *,
               chunk_size: int = 400, overlap: int = 80, text_field: str = "text", id_field: str = "id",
               batch_size: int = 64, exact_below: int = EXACT_BELOW, show_progress: bool = False,
-              ) -> tuple[Index, Change]:
-        index = cls.create(folder, embedder, chunk_size=chunk_size, overlap=overlap, exact_below=exact_below)
+              resume: bool = False, shard_size: int = SHARD) -> tuple[Index, Change]:
+        """Read, chunk, embed and store ``inputs`` as a new index at ``folder``, a shard of chunks at a time.
+
+        The build happens in ``.<folder>.building`` beside it; each finished shard (its rows and vectors) is
+        committed there, so after an interruption ``resume=True`` continues from the last finished shard (same
+        inputs, model and chunking) instead of starting over."""
+        folder = Path(folder)
+        work = folder.parent / f".{folder.name}.building"
+        job = {"inputs": _fingerprint_inputs(inputs), "model": embedder.name, "chunk_size": chunk_size,
+               "overlap": overlap, "text_field": text_field, "id_field": id_field, "shard_size": shard_size}
+        if work.exists() and not resume:
+            raise InputError(f"an interrupted build of {folder} is in {work}; continue it with --resume, or delete "
+                             "that folder to start over")
+        if resume and work.exists():
+            index, done = cls._reopen_build(folder, work, embedder, job)
+        else:
+            index, done = cls.create(folder, embedder, chunk_size=chunk_size, overlap=overlap,
+                                     exact_below=exact_below, work=work), 0
+            index._build = job
         try:
             change = index.add(inputs, text_field=text_field, id_field=id_field, batch_size=batch_size,
-                               show_progress=show_progress)
+                               show_progress=show_progress, shard_size=shard_size, skip_documents=done)
             index.save()
         except BaseException:
-            index.close()
-            shutil.rmtree(index._work, ignore_errors=True)
+            index.close()  # the committed shards stay in the build folder for --resume
             raise
         return index, change
+
+    @classmethod
+    def _reopen_build(cls, folder: Path, work: Path, embedder, job: dict) -> tuple[Index, int]:
+        state_path = work / BUILD_STATE
+        if not state_path.is_file():
+            shutil.rmtree(work)  # killed before its first shard: nothing to keep
+            raise InputError(f"{work} held no finished shard; it was removed, run the build again")
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in job if state["job"].get(k) != job[k])
+        if changed:
+            raise InputError(f"cannot resume the build of {folder}: {', '.join(changed)} changed since it started; "
+                             f"delete {work} to start over")
+        manifest = state["manifest"]
+        check_model(manifest, embedder, folder)
+        db = sqlite3.connect(work / "chunks-1.sqlite")
+        vectors = _new_vectors(embedder.dim)
+        for shard in range(state["shards"]):
+            with np.load(work / f"{BUILD_PART}{shard:05d}.npz") as part:
+                vectors.add(part["ids"], np.ascontiguousarray(part["vectors"]))
+        with db:  # rows of a shard that was being written when the build stopped
+            db.execute("DELETE FROM chunks WHERE id >= ?", (manifest["next_id"],))
+        index = cls(folder, manifest, embedder, work, db, vectors)
+        index._build = job
+        index._dirty = True
+        return index, state["documents"]
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str], embedder=None, *, model: str | None = None, **load_kwargs) -> Index:
@@ -164,6 +218,26 @@ class Index:
         db = sqlite3.connect(folder / f"chunks-{gen}.sqlite")
         return cls(folder, manifest, embedder, folder, db, vectors)
 
+    @classmethod
+    @contextlib.contextmanager
+    def open_for_update(cls, folder: str | os.PathLike[str], embedder=None, **load_kwargs):
+        """Load, yield for changes, save: under an exclusive lock on the folder, so two processes updating one
+        index take turns instead of writing the same generation's files."""
+        folder = Path(folder)
+        if not (folder / MANIFEST).is_file():
+            cls.load(folder, embedder, **load_kwargs)  # the clear error for a folder that is no index
+        with open(folder / LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                index = cls.load(folder, embedder, **load_kwargs)
+                try:
+                    yield index
+                    index.save()
+                finally:
+                    index.close()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     # ---- updating ----------------------------------------------------------------------------
     def _begin(self) -> None:
         """Move edits onto the next generation's SQLite file (a copy), leaving the saved one untouched."""
@@ -179,42 +253,88 @@ class Index:
         self._dirty = True
 
     def add(self, inputs: list[str | os.PathLike[str]] | list[Document], *, text_field: str = "text",
-            id_field: str = "id", batch_size: int = 64, show_progress: bool = False) -> Change:
-        """Chunk, embed and add documents; a file already in the index is replaced by its new content."""
+            id_field: str = "id", batch_size: int = 64, show_progress: bool = False, shard_size: int = SHARD,
+            skip_documents: int = 0) -> Change:
+        """Chunk, embed and add documents, a shard of about ``shard_size`` chunks at a time (so memory holds one
+        shard's texts and vectors); a file already in the index is replaced by its new content."""
         start = time.perf_counter()
+        report = ReadReport()
         if inputs and all(isinstance(d, Document) for d in inputs):
-            docs, report = list(inputs), ReadReport(documents=len(inputs))
+            docs = iter(inputs)
+            report.documents = len(inputs)
         else:
-            docs, report = read_documents([Path(p) for p in inputs], text_field=text_field, id_field=id_field)
-        change = Change(documents=len(docs), report=report)
+            docs = iter_documents([Path(p) for p in inputs], report, text_field, id_field)
+        change = Change(report=report)
         self._begin()
-        sources = sorted({d.source for d in docs})
-        for s in sources:
-            removed = self._delete("source = ?", (s,))
-            if removed:
-                change.replaced_sources += 1
-                change.removed_chunks += removed
-        rows, texts = [], []
+        replaced: set[str] = set()
+        rows: list[tuple] = []
+        texts: list[str] = []
         next_id = self.manifest["next_id"]
+        done = 0
+        progress = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(desc="index", unit="chunk", dynamic_ncols=True)
+
+        def flush() -> None:
+            if rows:
+                vecs = self.embedder.encode(texts, prompt=self.manifest["prompts"]["passage"], batch_size=batch_size,
+                                            show_progress=False)
+                ids = np.array([r[0] for r in rows], dtype=np.uint64)
+                with self._db:
+                    self._db.executemany("INSERT INTO chunks (id, source, line, doc_id, chunk, start, end, text, "
+                                         "metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._vectors.add(ids, np.ascontiguousarray(vecs))
+                change.chunks += len(rows)
+                if progress is not None:
+                    progress.update(len(rows))
+                if self._build is not None:
+                    self._commit_shard(ids, vecs, next_id, done)
+            rows.clear()
+            texts.clear()
+
         for doc in docs:
+            done += 1
+            if done <= skip_documents:  # finished by the interrupted build this one resumes
+                replaced.add(doc.source)
+                continue
+            if doc.source not in replaced:
+                replaced.add(doc.source)
+                removed = self._delete("source = ?", (doc.source,))
+                if removed:
+                    change.replaced_sources += 1
+                    change.removed_chunks += removed
             for n, piece in enumerate(chunk_text(doc.text, self.manifest["chunk_size"], self.manifest["overlap"])):
                 rows.append((next_id, doc.source, doc.line, doc.doc_id, n, piece.start, piece.end, piece.text,
                              json.dumps(doc.metadata, ensure_ascii=False)))
                 texts.append(piece.text)
                 next_id += 1
-        if rows:
-            vecs = self.embedder.encode(texts, prompt=self.manifest["prompts"]["passage"], batch_size=batch_size,
-                                        show_progress=show_progress)
-            with self._db:
-                self._db.executemany("INSERT INTO chunks (id, source, line, doc_id, chunk, start, end, text, metadata)"
-                                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self._vectors.add(np.array([r[0] for r in rows], dtype=np.uint64), np.ascontiguousarray(vecs))
+            if len(rows) >= shard_size:  # shards end between documents, so a resume restarts at a document
+                flush()
+        flush()
+        if progress is not None:
+            progress.close()
+        change.documents = report.documents
         self.manifest["next_id"] = next_id
-        change.chunks = len(rows)
         self._bm25 = None
         self._count()
         change.seconds = time.perf_counter() - start
         return change
+
+    def _commit_shard(self, ids: np.ndarray, vecs: np.ndarray, next_id: int, documents: int) -> None:
+        """A build's shard is final: its vectors beside the rows, then the state that says so (atomically)."""
+        shard = self._build_shards = getattr(self, "_build_shards", None) or self._shards_on_disk()
+        with atomic_path(self._work / f"{BUILD_PART}{shard:05d}.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, ids=ids, vectors=np.asarray(vecs, dtype=np.float32))
+        self._build_shards = shard + 1
+        manifest = dict(self.manifest, next_id=next_id)
+        write_text(self._work / BUILD_STATE, json.dumps({"job": self._build, "shards": shard + 1,
+                                                         "documents": documents, "manifest": manifest}))
+
+    def _shards_on_disk(self) -> int:
+        state = self._work / BUILD_STATE
+        return json.loads(state.read_text(encoding="utf-8"))["shards"] if state.is_file() else 0
 
     def remove(self, *, sources: list[str | os.PathLike[str]] = (), doc_ids: list[str] = ()) -> Change:
         """Remove every chunk of the given files (a folder removes all files under it) or document ids."""
@@ -252,11 +372,11 @@ class Index:
         self._db.commit()
         self._vectors.save(str(self._work / f"vectors-{gen}.usearch"))
         manifest = dict(self.manifest, generation=gen, saved=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        tmp = self._work / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, self._work / MANIFEST)
+        write_text(self._work / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
         self.manifest = manifest
         if self._work != self.folder:
+            for leftover in [*self._work.glob(f"{BUILD_PART}*.npz"), self._work / BUILD_STATE]:
+                leftover.unlink(missing_ok=True)
             if self.folder.exists():
                 self.folder.rmdir()  # empty (checked at create)
             self._db.close()
@@ -387,3 +507,19 @@ def _remove_orphans(folder: Path, gen: int, older_only: bool = False) -> None:
         if int(number) < gen or not older_only:
             with contextlib.suppress(OSError):
                 f.unlink()
+
+
+def _fingerprint_inputs(inputs) -> str:
+    """The files a build reads (path, size, modification time), so a resume refuses changed inputs."""
+    if inputs and all(isinstance(d, Document) for d in inputs):
+        return hashlib.sha256("\n".join(f"{d.source}|{d.doc_id}|{len(d.text)}" for d in inputs).encode()
+                              ).hexdigest()[:16]
+    from m3e.search.documents import ReadReport as _Report
+    from m3e.search.documents import _files
+
+    files = _files([Path(p).expanduser() for p in inputs], _Report())
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]

@@ -2,8 +2,9 @@
 options of :func:`m3e.data.records.read_source`), the training options and the evaluation tasks, so one command
 reproduces a model: ``m3e train recipes/m3e-small-zh.yaml``.
 
-Every recipe filters training records that overlap any evaluation text (all built-in tasks unless
-``filter_tasks`` narrows it) and reports the counts.
+Sources are read through the Arrow cache (:mod:`m3e.data.prepared`). Every recipe filters training records that
+overlap any evaluation text (all built-in tasks unless ``filter_tasks`` narrows it) and reports the counts, and
+the license each source states.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from m3e.data.overlap import evaluation_texts, filter_sources
+from m3e.data.overlap import banned_hashes, filter_sources
 from m3e.data.passages import to_passages
-from m3e.data.records import read_source
+from m3e.data.prepared import prepare_source
 from m3e.errors import InputError
 from m3e.training.trainer import FineTuner, TrainConfig
+from m3e.utils.atomic import write_text
 
 SOURCE_KEYS = {"path", "name", "weight", "instruction", "doc_instruction", "columns", "rename", "max_negatives",
-               "max_records", "format", "passages", "keep_base"}
+               "max_records", "format", "passages", "keep_base", "encoding", "replace", "license"}
 PASSAGE_KEYS = {"size", "records", "min_score"}
 RECIPE_KEYS = {"name", "base", "description", "sources", "train", "eval_tasks", "filter_tasks"}
 
@@ -56,25 +58,45 @@ def load_recipe(path: Path) -> dict:
     return recipe
 
 
-def build_sources(recipe: dict, data_dir: Path):
-    """(sources, overlap report, evaluation text counts per task)."""
-    import random
+def task_texts(data) -> list[str]:
+    """Every text a task's data holds, whatever its type."""
+    out: list[str] = []
+    for attr in ("sentences1", "sentences2", "texts", "train_texts", "queries", "corpus"):
+        out.extend(getattr(data, attr, None) or [])
+    for cands in getattr(data, "candidates", None) or []:
+        out.extend(cands)
+    return out
 
+
+def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tuple[set[str], dict[str, int]]:
+    """The texts of the built-in evaluation tasks (all, or ``task_names``), and how many each task has."""
+    from m3e.data.texthash import norm
+    from m3e.evaluation.builtin import select_tasks
+
+    texts: set[str] = set()
+    sizes: dict[str, int] = {}
+    for task in select_tasks(task_names):
+        found = {norm(t) for t in task_texts(task.load(data_dir))}
+        sizes[task.name] = len(found)
+        texts |= found
+    return texts, sizes
+
+
+def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None):
+    """(sources, overlap report, evaluation text counts per task)."""
     sources, passages = [], {}
     for spec in recipe["sources"]:
         spec = dict(spec)
         limit = spec.pop("max_records", None)
         as_passages = spec.pop("passages", None)
         named = "name" in spec
-        source = read_source(data_dir / spec.pop("path"), **spec)
+        source = prepare_source(data_dir / spec.pop("path"), cache_dir, **spec)
         if as_passages is not None:
             passages[len(sources)] = as_passages
             if not named:
                 source.name += "-passages"
-        if limit and len(source.records) > limit:
-            random.Random(0).shuffle(source.records)
-            source.skipped["over max_records (fixed-seed sample kept)"] += len(source.records) - limit
-            del source.records[limit:]
+        if limit:
+            source.sample(limit)
         sources.append(source)
     names = [s.name for s in sources]
     for j, name in enumerate(names):
@@ -82,19 +104,21 @@ def build_sources(recipe: dict, data_dir: Path):
             raise InputError(f"recipe sources {names.index(name)} and {j} are both named '{name}'; give one a "
                              "'name:'")
     texts, sizes = evaluation_texts(data_dir, recipe.get("filter_tasks"))
-    report = filter_sources(sources, texts)
+    report = filter_sources(sources, banned_hashes(texts))
     for i, options in passages.items():  # after the filter: passages hold no evaluation text
-        sources[i] = to_passages(sources[i], **options)
-        report[sources[i].name]["kept"] = len(sources[i].records)
+        sources[i] = to_passages(sources[i].to_memory(), **options)
+        report[sources[i].name]["kept"] = len(sources[i])
+    for source in sources:
+        report[source.name]["license"] = source.license
     return sources, report, sizes
 
 
 def run_recipe(path: Path, data_dir: Path, output: Path | None = None, device: str | None = None,
-               threads: int | None = None, **overrides) -> Path:
+               threads: int | None = None, cache_dir: Path | None = None, **overrides) -> Path:
     from m3e.models.resolver import load_model
 
     recipe = load_recipe(path)
-    sources, report, sizes = build_sources(recipe, data_dir)
+    sources, report, sizes = build_sources(recipe, data_dir, cache_dir)
     print(f"test-overlap filter against {sum(sizes.values()):,} evaluation texts of {len(sizes)} tasks:")
     for name, counts in report.items():
         print(f"  {name}: kept {counts['kept']:,}, dropped {counts['dropped_records']:,} records, removed "
@@ -105,7 +129,6 @@ def run_recipe(path: Path, data_dir: Path, output: Path | None = None, device: s
         train.setdefault("eval_tasks", recipe["eval_tasks"])
         train.setdefault("eval_data_dir", str(data_dir))
     out = FineTuner(load_model(recipe["base"], device=device, threads=threads), sources).run(TrainConfig(**train))
-    (out / "recipe_report.json").write_text(json.dumps({"recipe": recipe, "overlap_filter": report,
-                                                        "evaluation_texts": sizes}, indent=2, ensure_ascii=False),
-                                            encoding="utf-8")
+    write_text(out / "recipe_report.json", json.dumps({"recipe": recipe, "overlap_filter": report,
+                                                       "evaluation_texts": sizes}, indent=2, ensure_ascii=False))
     return out

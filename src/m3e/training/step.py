@@ -149,3 +149,60 @@ def cached_step(batch: BatchTexts, embed, backward: Callable[[torch.Tensor], Non
             backward(torch.dot(emb.flatten().float(), grad.flatten().float()))
         saved.restore()
     return float(loss.detach())
+
+
+class Stepper:
+    """One optimizer step's forward and backward for a batch of one source: the model's embeddings, the starting
+    model's (for the drift and geometry terms), and the CPU attention-memory split into GradCache mini-batches."""
+
+    def __init__(self, model, inner, acc, config, frozen, drift_weights: list[float]) -> None:
+        self.model, self.inner, self.acc, self.config = model, inner, acc, config
+        self.frozen = frozen  # a frozen copy of the starting model (full fine-tuning), or None (LoRA: adapter off)
+        self.drift_weights = drift_weights
+        self.prepare = getattr(inner, "preprocess", None) or inner.tokenize  # sentence-transformers 6 renamed it
+        auto = inner[0].auto_model.config
+        self.heads, self.layers = auto.num_attention_heads, auto.num_hidden_layers
+        self.budget = config.attention_memory_gb * 2**30 if acc.device.type == "cpu" else 0
+        self.loss_kw = {"temperature": config.temperature, "symmetric": config.symmetric,
+                        "gather": acc.num_processes > 1, "dims": config.matryoshka_dims,
+                        "cosent_scale": config.cosent_scale, "keep_geometry": config.keep_geometry}
+
+    def features(self, texts: list[str]) -> dict:
+        return {k: v.to(self.acc.device) if torch.is_tensor(v) else v for k, v in self.prepare(texts).items()}
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        return self.model(self.features(texts))["sentence_embedding"]
+
+    def embed_reference(self, texts: list[str]) -> torch.Tensor:
+        features = self.features(texts)
+        if self.frozen is not None:
+            return self.frozen(features)["sentence_embedding"]
+        self.inner.eval()
+        try:
+            with self.inner[0].auto_model.disable_adapter():
+                return self.inner(features)["sentence_embedding"]
+        finally:
+            self.inner.train()
+
+    def split(self, batch: BatchTexts) -> int | None:
+        """GradCache mini-batch for a CPU batch whose attention would not fit the budget, else None."""
+        if not self.budget:
+            return None
+        tok = self.inner.tokenizer
+        lengths = {role: (len(texts), max(len(ids) for ids in tok(texts, truncation=True,
+                                                                   max_length=self.inner.max_seq_length)["input_ids"]))
+                   for role, texts in roles(batch)}
+        return attention_mini_batch(lengths, self.heads, self.layers, self.budget)
+
+    def __call__(self, batch: BatchTexts, source_index: int) -> tuple[float, bool]:
+        """(loss, whether the batch was split for memory); gradients are accumulated in the model."""
+        keep_base = self.drift_weights[source_index]
+        kw = dict(self.loss_kw, keep_base=keep_base)
+        kw["reference"] = (reference_embeddings(batch, self.embed_reference, self.config.mini_batch)
+                           if keep_base or self.config.keep_geometry else None)
+        mini = self.config.mini_batch if self.config.cached else self.split(batch)
+        if mini:
+            loss = cached_step(batch, self.embed, self.acc.backward, mini, no_sync=lambda: self.acc.no_sync(self.model),
+                               **kw)
+            return loss, not self.config.cached
+        return plain_step(batch, self.embed, self.acc.backward, **kw), False

@@ -2,17 +2,20 @@
 
     FineTuner.from_pretrained("multilingual-e5-small-q4", "pairs.jsonl").run(epochs=1, output="out")
 
-Data: sources from files, folders or ``datasets`` objects (see :mod:`m3e.data.records`), batched one source at
-a time without duplicate texts (:mod:`m3e.data.batching`). Loss: InfoNCE with in-batch and hard negatives,
-CoSENT for scored pairs (:mod:`m3e.training.losses`), plain or cached (:mod:`m3e.training.step`). Runs on one
-device, or on several through ``torchrun`` / ``accelerate launch`` with negatives gathered across devices
-(DeepSpeed through accelerate's config). Checkpoints are atomic and resumable exactly.
+The parts, each in its own module: data (sources from files through the Arrow cache, :mod:`m3e.data.prepared`,
+or in memory), the plan (array batch plans and the run's fingerprint, :mod:`m3e.training.plan`), the step
+(InfoNCE with in-batch and hard negatives, CoSENT for scored pairs, plain or cached, :mod:`m3e.training.step`),
+checkpoints (atomic, exact resume, :mod:`m3e.training.checkpoint`) and the export (:mod:`m3e.models.export`).
+This module sets them up and runs the loop, on one device or on several through ``torchrun`` / ``accelerate
+launch`` with negatives gathered across devices; every rank maps the same cache and computes the same plan, and
+takes its share of each global batch.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,12 +23,14 @@ from pathlib import Path
 
 import torch
 
-from m3e.data.batching import epoch_plan
-from m3e.data.records import Source, read_sources, source_from_dataset
+from m3e.data.records import Source, source_from_dataset
 from m3e.errors import InputError
+from m3e.models.export import export_model, set_backbone
 from m3e.training import step as steps
 from m3e.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from m3e.training.memory import MemoryGuard, peak_resident_bytes
+from m3e.training.plan import TrainingPlan, check_resume
+from m3e.utils.atomic import atomic_dir, write_text
 
 
 @dataclass
@@ -80,16 +85,6 @@ class TrainConfig:
     progress: bool = True
 
 
-def _set_backbone(st, model: torch.nn.Module) -> None:
-    """Swap the transformer inside a SentenceTransformer (``model`` in sentence-transformers 6, where
-    ``auto_model`` is a read-only alias)."""
-    module = st[0]
-    if isinstance(getattr(type(module), "auto_model", None), property) and hasattr(module, "model"):
-        module.model = model
-    else:
-        module.auto_model = model
-
-
 def _note_peak(state: dict) -> None:
     """Peak host memory so far, kept across resumes (a resumed process's own peak starts again from zero)."""
     state["memory"]["peak_resident_gb"] = max(state["memory"]["peak_resident_gb"],
@@ -101,14 +96,16 @@ def default_lr(hidden_size: int) -> float:
     return 5e-5 if hidden_size <= 384 else 3e-5 if hidden_size <= 768 else 1e-5
 
 
-def _as_sources(data) -> list[Source]:
+def _as_sources(data) -> list:
+    from m3e.data.prepared import ArrowSource, prepare_sources
+
     items = data if isinstance(data, (list, tuple)) else [data]
-    sources: list[Source] = []
+    sources: list = []
     for item in items:
-        if isinstance(item, Source):
+        if isinstance(item, (Source, ArrowSource)):
             sources.append(item)
         elif isinstance(item, (str, Path)):
-            sources.extend(read_sources(item))
+            sources.extend(prepare_sources(item))
         elif hasattr(item, "column_names"):
             sources.append(source_from_dataset(item, name=getattr(getattr(item, "info", None), "dataset_name", None)
                                                or f"dataset{len(sources)}"))
@@ -123,10 +120,10 @@ def _as_sources(data) -> list[Source]:
 
 
 class FineTuner:
-    def __init__(self, embedder, sources: list[Source]) -> None:
+    def __init__(self, embedder, sources: list) -> None:
         self.embedder = embedder
         self.sources = sources
-        if not sources or not any(s.records for s in sources):
+        if not sources or not any(len(s) for s in sources):
             raise InputError("no training records")
 
     @classmethod
@@ -186,7 +183,7 @@ class FineTuner:
             if bad:
                 raise InputError(f"lora_layers: {bad} out of range for a model of {layers} layers (0-{layers - 1})")
             self._lora_targets = targets  # for the model card: what the adapter really covers
-            _set_backbone(st, get_peft_model(st[0].auto_model, LoraConfig(
+            set_backbone(st, get_peft_model(st[0].auto_model, LoraConfig(
                 r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=targets,
                 layers_to_transform=config.lora_layers or None)))
         elif config.bitfit:
@@ -194,28 +191,25 @@ class FineTuner:
                 p.requires_grad = name.endswith(".bias")
         return st
 
-    # ---- the loop ---------------------------------------------------------------------------------------------
+    # ---- the run ----------------------------------------------------------------------------------------------
     def run(self, config: TrainConfig | None = None, **overrides) -> Path:
         config = config or TrainConfig()
         for k, v in overrides.items():
             if not hasattr(config, k):
                 raise InputError(f"unknown training option '{k}'")
             setattr(config, k, v)
+        eval_dir = self._check_eval_options(config)  # before any work: a typo must not cost a training run
         from accelerate import Accelerator
-        from transformers import get_linear_schedule_with_warmup
 
         out = Path(config.output)
-        ckpt_root = out / "checkpoints"
         acc = Accelerator(mixed_precision=config.mixed_precision, cpu=self.embedder.device == "cpu"
                           and not torch.cuda.is_available())
-        world, rank = acc.num_processes, acc.process_index
-        if config.batch_size % world:
-            raise InputError(f"batch size {config.batch_size} does not split over {world} processes")
+        if config.batch_size % acc.num_processes:
+            raise InputError(f"batch size {config.batch_size} does not split over {acc.num_processes} processes")
         torch.manual_seed(config.seed)
         model = self.trainable(config)
-        frozen = None
         drift_weights = [s.keep_base if s.keep_base is not None else config.keep_base for s in self.sources]
-        # LoRA: the base is the model with its adapter switched off
+        frozen = None  # LoRA: the base is the model with its adapter switched off
         if (any(drift_weights) or config.keep_geometry) and not config.lora:
             import copy
 
@@ -224,139 +218,107 @@ class FineTuner:
         self._served_max_length = model.max_seq_length
         if config.max_length:
             model.max_seq_length = config.max_length
-        hidden = model[0].auto_model.config.hidden_size
-        lr = config.lr or default_lr(hidden)
-        params = [p for p in model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-        plans = [epoch_plan(self.sources, config.batch_size, config.seed if config.shuffle else 0, e)
-                 for e in range(config.epochs)]
-        total = sum(len(p[0]) for p in plans)
-        if config.max_steps:
-            total = min(total, config.max_steps)
-        if total == 0:
-            raise InputError(f"no full batch of {config.batch_size} in any source; lower --batch-size")
-        scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(total * config.warmup_ratio), total)
+        plan = TrainingPlan.build(self.sources, config)
+        lr = config.lr or default_lr(model[0].auto_model.config.hidden_size)
+        optimizer, scheduler = _optimizer(model, config, lr, plan.total)
         model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
         inner = acc.unwrap_model(model)
-
-        state = {"step": 0, "epoch": 0, "position": 0, "best": None, "history": [], "evals": [], "seconds": 0.0,
-                 "memory": {"peak_resident_gb": 0.0, "trims": 0, "split_steps": 0}}  # summed over resumes
-        if config.resume:
-            found = latest_checkpoint(ckpt_root)
-            if found is None:
-                acc.print(f"no checkpoint in {ckpt_root}; starting from the beginning")
-            else:
-                weights, extra, saved = load_checkpoint(found)
-                missing = set(self._weights(inner)) - set(weights)
-                if missing:
-                    raise InputError(f"checkpoint {found} does not match this model (missing {sorted(missing)[:3]})")
-                inner.load_state_dict(weights, strict=False)
-                optimizer.load_state_dict(extra["optimizer"])
-                scheduler.load_state_dict(extra["scheduler"])
-                set_rng_state(saved["rng"], extra["torch_rng"], extra.get("cuda_rng"))
-                state.update({k: saved.get(k, state[k]) for k in state})  # older checkpoints: no "memory"
-                acc.print(f"resumed from {found} (step {state['step']})")
+        state = self._start_state(acc, inner, optimizer, scheduler, plan, config, out / "checkpoints")
         if acc.is_main_process:
             for s in self.sources:
                 acc.print(s.report())
-            for e, (_, stats) in enumerate(plans[:1]):
-                acc.print(f"epoch {e}: batches per source {stats.batches}; records left over (no full batch) "
-                          f"{stats.left_over}")
+            stats = plan.epochs[0].stats
+            acc.print(f"epoch 0: batches per source {stats.batches}; records left over (no full batch) "
+                      f"{stats.left_over}")
+        stepper = steps.Stepper(model, inner, acc, config, frozen, drift_weights)
+        self._loop(acc, model, inner, stepper, optimizer, scheduler, plan, state, config, out, eval_dir)
+        if config.eval_tasks and not any(e["step"] == state["step"] for e in state["evals"]):
+            self._evaluate(acc, inner, config, state, out, eval_dir)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            self._save_output(inner, config, state, out, lr)
+        return out
 
-        writer = None
-        if config.tensorboard and acc.is_main_process:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise InputError("--tensorboard needs the tensorboard package") from None
-            writer = SummaryWriter(str(out / "runs"))
+    def _check_eval_options(self, config: TrainConfig) -> Path | None:
+        if not config.eval_tasks:
+            return None
+        from m3e.evaluation.builtin import select_tasks
 
-        prepare = getattr(inner, "preprocess", None) or inner.tokenize  # sentence-transformers 6 renamed it
+        select_tasks(config.eval_tasks)  # unknown names fail here
+        data_dir = config.eval_data_dir or os.environ.get("M3E_DATA_DIR")
+        if not data_dir:
+            raise InputError("--eval-tasks needs --data-dir or $M3E_DATA_DIR")
+        if not Path(data_dir).is_dir():
+            raise InputError(f"evaluation data folder {data_dir} does not exist")
+        return Path(data_dir)
 
-        def features_of(texts: list[str]) -> dict:
-            return {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in prepare(texts).items()}
+    def _start_state(self, acc, inner, optimizer, scheduler, plan: TrainingPlan, config, root: Path) -> dict:
+        """A new run's state, or the latest checkpoint's when resuming the same plan (refused otherwise)."""
+        state = {"step": 0, "epoch": 0, "position": 0, "best": None, "history": [], "evals": [], "seconds": 0.0,
+                 "memory": {"peak_resident_gb": 0.0, "trims": 0, "split_steps": 0},  # summed over resumes
+                 "fingerprint": plan.fingerprint,
+                 "left_over": {str(e): p.stats.left_over for e, p in enumerate(plan.epochs)}}
+        if not config.resume:
+            return state
+        found = latest_checkpoint(root)
+        if found is None:
+            acc.print(f"no checkpoint in {root}; starting from the beginning")
+            return state
+        weights, extra, saved = load_checkpoint(found)
+        check_resume(saved.get("fingerprint"), plan.fingerprint, str(found))
+        missing = set(_trainable_weights(inner)) - set(weights)
+        if missing:
+            raise InputError(f"checkpoint {found} does not match this model (missing {sorted(missing)[:3]})")
+        inner.load_state_dict(weights, strict=False)
+        optimizer.load_state_dict(extra["optimizer"])
+        scheduler.load_state_dict(extra["scheduler"])
+        set_rng_state(saved["rng"], extra["torch_rng"], extra.get("cuda_rng"))
+        state.update({k: saved.get(k, state[k]) for k in state})
+        acc.print(f"resumed from {found} (step {state['step']})")
+        return state
 
-        def embed(texts: list[str]) -> torch.Tensor:
-            return model(features_of(texts))["sentence_embedding"]
-
-        def embed_reference(texts: list[str]) -> torch.Tensor:
-            features = features_of(texts)
-            if frozen is not None:
-                return frozen(features)["sentence_embedding"]
-            inner.eval()
-            try:
-                with inner[0].auto_model.disable_adapter():
-                    return inner(features)["sentence_embedding"]
-            finally:
-                inner.train()
-
-        auto_config = inner[0].auto_model.config
-        budget = config.attention_memory_gb * 2**30 if acc.device.type == "cpu" else 0
-
-        def split(batch: steps.BatchTexts) -> int | None:
-            """GradCache mini-batch for a CPU batch whose attention would not fit the budget, else None."""
-            if not budget:
-                return None
-            tok = inner.tokenizer
-            lengths = {role: (len(texts), max(len(ids) for ids in tok(texts, truncation=True, max_length=inner.
-                                                                    max_seq_length)["input_ids"]))
-                       for role, texts in steps.roles(batch)}
-            return steps.attention_mini_batch(lengths, auto_config.num_attention_heads,
-                                              auto_config.num_hidden_layers, budget)
-
-        loss_kw = {"temperature": config.temperature, "symmetric": config.symmetric, "gather": world > 1,
-                   "dims": config.matryoshka_dims, "cosent_scale": config.cosent_scale,
-                   "keep_geometry": config.keep_geometry}
+    def _loop(self, acc, model, inner, stepper, optimizer, scheduler, plan, state, config, out, eval_dir) -> None:
+        """Step through the plan from ``state``'s position: checkpoints, evaluation, progress, TensorBoard."""
+        world, rank = acc.num_processes, acc.process_index
+        writer = _tensorboard(out) if config.tensorboard and acc.is_main_process else None
         progress = None
         if config.progress and acc.is_main_process:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=total, initial=state["step"], desc="train", unit="step", dynamic_ncols=True)
+            progress = tqdm(total=plan.total, initial=state["step"], desc="train", unit="step", dynamic_ncols=True)
         guard = MemoryGuard(config.trim_memory_above)
+        ckpt_root = out / "checkpoints"
         model.train()
         started = time.perf_counter() - state["seconds"]
-        pairs_done = 0
-        done = state["step"] >= total
+        done = state["step"] >= plan.total
         while not done and state["epoch"] < config.epochs:
-            schedule = plans[state["epoch"]][0]
-            while state["position"] < len(schedule):
-                s_index, rows = schedule[state["position"]]
+            epoch = plan.epochs[state["epoch"]]
+            while state["position"] < len(epoch):
+                s_index, rows = epoch[state["position"]]
                 source = self.sources[s_index]
-                local = rows[rank * (len(rows) // world):(rank + 1) * (len(rows) // world)]
+                share = len(rows) // world  # this rank's part of the global batch
                 a_pre, d_pre = self._prefixes(source, config)
-                batch = steps.layout([source.records[i] for i in local], source.kind, a_pre, d_pre)
+                batch = steps.layout(source.batch(rows[rank * share:(rank + 1) * share]), source.kind, a_pre, d_pre)
                 t0 = time.perf_counter()
-                loss_kw["keep_base"] = drift_weights[s_index]
-                loss_kw["reference"] = steps.reference_embeddings(batch, embed_reference, config.mini_batch) \
-                    if drift_weights[s_index] or config.keep_geometry else None
-                mini = config.mini_batch if config.cached else split(batch)
-                if mini:
-                    loss = steps.cached_step(batch, embed, acc.backward, mini,
-                                             no_sync=lambda: acc.no_sync(model), **loss_kw)
-                    state["memory"]["split_steps"] += not config.cached
-                else:
-                    loss = steps.plain_step(batch, embed, acc.backward, **loss_kw)
+                loss, split = stepper(batch, s_index)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                state["memory"]["split_steps"] += split
                 state["memory"]["trims"] += guard.after_step()
                 state["step"] += 1
                 state["position"] += 1
-                pairs_done += len(rows)
-                rate = len(rows) / max(time.perf_counter() - t0, 1e-9)
                 if progress is not None:
+                    rate = len(rows) / max(time.perf_counter() - t0, 1e-9)
                     progress.set_postfix(loss=f"{loss:.4f}", pairs_s=f"{rate:.0f}", src=source.name[:16])
                     progress.update(1)
                 if writer is not None:
                     writer.add_scalar("loss", loss, state["step"])
                     writer.add_scalar("lr", scheduler.get_last_lr()[0], state["step"])
                 state["history"].append([state["step"], round(loss, 6)])
-                at_end = state["step"] >= total
+                at_end = state["step"] >= plan.total
                 if config.eval_tasks and config.eval_every and state["step"] % config.eval_every == 0:
-                    self._evaluate(acc, inner, config, state, out)
+                    self._evaluate(acc, inner, config, state, out, eval_dir)
                 if config.save_every and state["step"] % config.save_every == 0 and not at_end:
                     self._checkpoint(acc, inner, optimizer, scheduler, state, started, ckpt_root, config)
                 if at_end:
@@ -365,56 +327,37 @@ class FineTuner:
             else:
                 state["epoch"] += 1
                 state["position"] = 0
-                if config.eval_tasks and not config.eval_every:
-                    self._evaluate(acc, inner, config, state, out)
-                if state["epoch"] < config.epochs:
+                if state["epoch"] < config.epochs:  # the checkpoint first: an evaluation that fails loses nothing
                     self._checkpoint(acc, inner, optimizer, scheduler, state, started, ckpt_root, config)
+                if config.eval_tasks and not config.eval_every:
+                    self._evaluate(acc, inner, config, state, out, eval_dir)
         if progress is not None:
             progress.close()
-        state["seconds"] = time.perf_counter() - started
-        _note_peak(state)
-        if config.eval_tasks and not any(e["step"] == state["step"] for e in state["evals"]):
-            self._evaluate(acc, inner, config, state, out)
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            self._save_output(inner, config, state, out, lr)
         if writer is not None:
             writer.close()
-        return out
+        state["seconds"] = time.perf_counter() - started
+        _note_peak(state)
 
     # ---- pieces of the loop -----------------------------------------------------------------------------------
-    @staticmethod
-    def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """What a checkpoint stores: the trainable weights (all of them for full fine-tuning)."""
-        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-        return {k: v for k, v in model.state_dict().items() if k in trainable}
-
     def _checkpoint(self, acc, inner, optimizer, scheduler, state, started, root, config) -> None:
         acc.wait_for_everyone()
         if acc.is_main_process:
             state["seconds"] = time.perf_counter() - started
             _note_peak(state)
-            save_checkpoint(root, state["step"], self._weights(inner), optimizer, scheduler, dict(state),
+            save_checkpoint(root, state["step"], _trainable_weights(inner), optimizer, scheduler, dict(state),
                             keep=config.keep_checkpoints)
 
-    def _evaluate(self, acc, inner, config, state, out) -> None:
+    def _evaluate(self, acc, inner, config, state, out, data_dir: Path) -> None:
         if not acc.is_main_process:
             return
         from m3e.evaluation.builtin import select_tasks
         from m3e.evaluation.runner import evaluate
         from m3e.models.encoder import Embedder
 
-        data_dir = config.eval_data_dir
-        if data_dir is None:
-            import os
-
-            data_dir = os.environ.get("M3E_DATA_DIR")
-        if not data_dir:
-            raise InputError("--eval-tasks needs --data-dir or $M3E_DATA_DIR")
         inner.eval()
         with torch.no_grad():
             results = evaluate(Embedder(inner, name=f"step-{state['step']}"), select_tasks(config.eval_tasks),
-                               Path(data_dir), out / "eval")
+                               data_dir, out / "eval")
         inner.train()
         score = sum(r["main_score"] for r in results) / len(results)
         entry = {"step": state["step"], "score": score, **{r["task"]: r["main_score"] for r in results}}
@@ -426,71 +369,57 @@ class FineTuner:
             self._export(inner, out / "best", config.merge_scale)
 
     def _export(self, inner, target: Path, merge_scale: float = 1.0) -> None:
-        """A plain sentence-transformers folder (LoRA merged into a copy at ``merge_scale``, the training model
-        untouched); written beside ``target`` and swapped in, so an older export stays until the new one is
-        complete."""
-        if target.exists():
-            fresh = target.with_name(target.name + ".new")
-            if fresh.exists():
-                shutil.rmtree(fresh)
-            self._export(inner, fresh, merge_scale)
-            old = target.with_name(target.name + ".old")
-            if old.exists():
-                shutil.rmtree(old)
-            target.rename(old)
-            fresh.rename(target)
-            shutil.rmtree(old)
-            return
-        from m3e.models.adapters import scale_lora
-        from m3e.models.encoder import Embedder
-
-        auto = inner[0].auto_model
-        if hasattr(auto, "merge_and_unload"):
-            import copy
-
-            merged = copy.deepcopy(inner)
-            _set_backbone(merged, scale_lora(merged[0].auto_model, merge_scale).merge_and_unload())
-            merged.max_seq_length = self._served_max_length
-            Embedder(merged, name=self.embedder.name).save(target)
-            auto.save_pretrained(str(target / "adapter"))
-            config = target / "adapter" / "adapter_config.json"  # the base's name, not this machine's cache path
-            settings = json.loads(config.read_text(encoding="utf-8"))
-            settings["base_model_name_or_path"] = self.embedder.name
-            if merge_scale != 1.0:  # peft scales the difference by alpha / r
-                settings["lora_alpha"] = settings["lora_alpha"] * merge_scale
-            config.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
-        else:
-            training_length, inner.max_seq_length = inner.max_seq_length, self._served_max_length
-            try:
-                Embedder(inner, name=self.embedder.name).save(target)
-            finally:
-                inner.max_seq_length = training_length
+        export_model(inner, target, base_name=self.embedder.name, max_length=self._served_max_length,
+                     merge_scale=merge_scale)
 
     def _save_output(self, inner, config, state, out: Path, lr: float) -> None:
         final = out / "final"
         self._export(inner, final, config.merge_scale)
         chosen = out / "best" if state.get("best") and (out / "best").is_dir() else final
-        model_dir = out / "model"
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        shutil.copytree(chosen, model_dir)
         card = model_card(self.embedder.name, self.sources, config, state, lr, chosen.name,
                           getattr(self, "_lora_targets", None))
-        for folder in {model_dir, final}:
-            (folder / "README.md").write_text(card, encoding="utf-8")
-        (out / "training_state.json").write_text(json.dumps(
+        write_text(final / "README.md", card)
+        with atomic_dir(out / "model", replace=True) as tmp:
+            shutil.copytree(chosen, tmp, dirs_exist_ok=True)
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+        write_text(out / "training_state.json", json.dumps(
             {"config": asdict(config), "lr": lr, "steps": state["step"], "seconds": state["seconds"],
-             "host_memory": state.get("memory"),
-             "best": state.get("best"), "evals": state.get("evals", []),
-             "sources": [{"name": s.name, "kind": s.kind, "records": len(s.records), "weight": s.weight,
-                          "skipped": dict(s.skipped)} for s in self.sources]}, indent=2), encoding="utf-8")
+             "host_memory": state.get("memory"), "best": state.get("best"), "evals": state.get("evals", []),
+             "fingerprint": state.get("fingerprint"), "left_over": state.get("left_over"),
+             "sources": [{"name": s.name, "kind": s.kind, "records": len(s), "weight": s.weight,
+                          "license": s.license, "skipped": dict(s.skipped)} for s in self.sources]}, indent=2))
 
 
-def model_card(base: str, sources: list[Source], config: TrainConfig, state: dict, lr: float, chosen: str,
+def _trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores: the trainable weights (all of them for full fine-tuning)."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v for k, v in model.state_dict().items() if k in trainable}
+
+
+def _optimizer(model, config: TrainConfig, lr: float, total: int):
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, math.ceil(total * config.warmup_ratio), total)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise InputError("--tensorboard needs the tensorboard package") from None
+    return SummaryWriter(str(out / "runs"))
+
+
+def model_card(base: str, sources: list, config: TrainConfig, state: dict, lr: float, chosen: str,
                lora_targets: list[str] | None = None) -> str:
-    rows = "\n".join(f"| {s.name} | {s.kind} | {len(s.records):,} | {s.weight:g} | "
-                     f"{sum(s.skipped.values()):,} ({', '.join(f'{n} {w}' for w, n in s.skipped.items()) or '-'}) |"
-                     for s in sources)
+    rows = "\n".join(f"| {s.name} | {s.kind} | {len(s):,} | {s.weight:g} | "
+                     f"{sum(s.skipped.values()):,} ({', '.join(f'{n} {w}' for w, n in s.skipped.items()) or '-'}) | "
+                     f"{s.license or 'not given'} |" for s in sources)
     method = "LoRA (merged)" if config.lora else "BitFit" if config.bitfit else "full fine-tuning"
     if config.lora:
         method += (f", r={config.lora_r}, alpha {config.lora_alpha}, on "
@@ -531,8 +460,8 @@ This folder is the {'best checkpoint by mean evaluation score' if chosen == 'bes
 
 ## Data
 
-| source | kind | records | weight | skipped rows |
-|---|---|---|---|---|
+| source | kind | records | weight | skipped rows | license (as the recipe states it) |
+|---|---|---|---|---|---|
 {rows}
 
 Every batch holds records of one source, with no text twice (false negatives).
