@@ -199,11 +199,14 @@ class FineTuner:
                 raise InputError(f"unknown training option '{k}'")
             setattr(config, k, v)
         eval_dir = self._check_eval_options(config)  # before any work: a typo must not cost a training run
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
         out = Path(config.output)
+        # parameters the pooled embedding never uses (BERT's pooler; a LoRA adapter on it) get no gradient: DDP must
+        # not wait for them
         acc = Accelerator(mixed_precision=config.mixed_precision, cpu=self.embedder.device == "cpu"
-                          and not torch.cuda.is_available())
+                          and not torch.cuda.is_available(),
+                          kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         if config.batch_size % acc.num_processes:
             raise InputError(f"batch size {config.batch_size} does not split over {acc.num_processes} processes")
         torch.manual_seed(config.seed)
@@ -301,6 +304,8 @@ class FineTuner:
                 batch = steps.layout(source.batch(rows[rank * share:(rank + 1) * share]), source.kind, a_pre, d_pre)
                 t0 = time.perf_counter()
                 loss, split = stepper(batch, s_index)
+                if world > 1:  # log the global batch's loss (the mean over ranks), as one process would see it
+                    loss = float(acc.reduce(torch.tensor(loss, device=acc.device), reduction="mean"))
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -386,6 +391,7 @@ class FineTuner:
             {"config": asdict(config), "lr": lr, "steps": state["step"], "seconds": state["seconds"],
              "host_memory": state.get("memory"), "best": state.get("best"), "evals": state.get("evals", []),
              "fingerprint": state.get("fingerprint"), "left_over": state.get("left_over"),
+             "history": state.get("history", []),
              "sources": [{"name": s.name, "kind": s.kind, "records": len(s), "weight": s.weight,
                           "license": s.license, "skipped": dict(s.skipped)} for s in self.sources]}, indent=2))
 
