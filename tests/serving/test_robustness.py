@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from m3e.serving.app import ServeConfig, create_app
 from m3e.serving.batcher import settle
-from tests.serving.test_batcher import Gated, wait_for
+from tests.serving.test_batcher import Gated, _status, wait_for
 from tests.serving.test_server import free_port
 
 
@@ -282,12 +282,3 @@ def test_token_budget_answers_429_before_reading_the_body(tiny_model):
         gated.gate.set()
         server.should_exit = True
         thread.join(30)
-
-
-def _status(url):
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/health", timeout=1).status_code
-    except httpx.HTTPError:
-        return None

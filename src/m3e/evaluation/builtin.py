@@ -83,14 +83,19 @@ def load_online_shopping(root: Path) -> LabelledData:
                                   for no, r in csv_rows(where, text)))
 
 
-def _csl_columns(path: Path) -> list[tuple[int, str, str]]:
+def _tsv_fields(path: Path, n: int, what: str) -> list[tuple[int, list[str]]]:
+    """(line, fields) of a header-less tab-separated file whose every line has ``n`` fields."""
     rows = []
     for no, line in lines(path):
         parts = line.split("\t")
-        if len(parts) != 3:
-            raise InputError(f"{path}:{no}: expected 3 tab-separated fields, found {len(parts)}")
-        rows.append((no, parts[1], parts[2]))
+        if len(parts) != n:
+            raise InputError(f"{path}:{no}: expected {what}, found {len(parts)} fields")
+        rows.append((no, parts))
     return rows
+
+
+def _csl_columns(path: Path) -> list[tuple[int, str, str]]:
+    return [(no, parts[1], parts[2]) for no, parts in _tsv_fields(path, 3, "3 tab-separated fields")]
 
 
 def load_csl_titles(root: Path) -> LabelledData:
@@ -205,13 +210,7 @@ def load_kuake_qtr(root: Path) -> RetrievalData:
 
 
 def _lcsts_rows(path: Path) -> list[tuple[int, str, str]]:
-    rows = []
-    for no, line in lines(path):
-        parts = line.split("\t")
-        if len(parts) != 2:
-            raise InputError(f"{path}:{no}: expected title<TAB>text, found {len(parts)} fields")
-        rows.append((no, parts[0], parts[1]))
-    return rows
+    return [(no, parts[0], parts[1]) for no, parts in _tsv_fields(path, 2, "title<TAB>text")]
 
 
 def load_lcsts_retrieval(root: Path) -> RetrievalData:

@@ -132,7 +132,7 @@ def parse_inputs(value: object, max_inputs: int, table: str | None, param: str =
     return items
 
 
-def _optional_str(body: dict, key: str) -> str | None:
+def optional_str(body: dict, key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
         raise bad(f"'{key}' must be a string, not {brief(value)}", key, "invalid_type")
@@ -145,7 +145,7 @@ def parse_request(body: object, max_inputs: int, table: str | None) -> Embedding
     if "input" not in body:
         raise bad("missing required field 'input'", "input", "missing_required_parameter")
     texts = parse_inputs(body["input"], max_inputs, table)
-    model = _optional_str(body, "model")
+    model = optional_str(body, "model")
     fmt = body.get("encoding_format") or "float"
     if not isinstance(fmt, str) or fmt not in ("float", "base64"):
         raise bad(f"'encoding_format' must be 'float' or 'base64', not {brief(fmt)}", "encoding_format")
@@ -155,7 +155,7 @@ def parse_request(body: object, max_inputs: int, table: str | None) -> Embedding
     kind = body.get("input_type")
     if kind is not None and (not isinstance(kind, str) or kind not in INPUT_TYPES):
         raise bad(f"'input_type' must be one of {', '.join(INPUT_TYPES)}, not {brief(kind)}", "input_type")
-    _optional_str(body, "user")
+    optional_str(body, "user")
     return EmbeddingRequest(texts, model, fmt, dims, INPUT_TYPES.get(kind) if kind else None)
 
 

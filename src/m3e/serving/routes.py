@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import asynccontextmanager
 
 import numpy as np
 import orjson
@@ -10,7 +11,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from m3e.serving.errors import APIError
-from m3e.serving.protocol import bad, parse_inputs, parse_json, parse_request, response_json, shape_vectors
+from m3e.serving.protocol import (
+    bad,
+    optional_str,
+    parse_inputs,
+    parse_json,
+    parse_request,
+    response_json,
+    shape_vectors,
+)
 from m3e.serving.service import EmbeddingService
 
 router = APIRouter()
@@ -25,17 +34,27 @@ def _json(content: bytes, headers: dict | None = None) -> Response:
     return Response(content, media_type="application/json", headers=headers)
 
 
+@asynccontextmanager
+async def json_request(request: Request, shape: str | None = None):
+    """What every POST route does first: authorize, check readiness, admit the body's tokens (429 before reading
+    it when the budget is spent), then read and parse it; the reservation lasts until the response is ready."""
+    service = service_of(request)
+    service.authorize(request)
+    service.check_ready()
+    async with service.admitted(request) as ticket:
+        body = parse_json(await service.read_body(request))
+        if shape is not None and not isinstance(body, dict):
+            raise bad(f"the request body must be a JSON object ({shape})", None, "invalid_type")
+        yield service, ticket, body
+
+
 @router.post("/v1/embeddings")
 @router.post("/embeddings")
 async def embeddings(request: Request) -> Response:
     """The OpenAI contract: float or base64 vectors, ``dimensions``, ``input_type`` (query/passage) extension."""
-    service = service_of(request)
     start = time.perf_counter()
-    service.authorize(request)
-    service.check_ready()
-    async with service.admitted(request) as ticket:
-        req = parse_request(parse_json(await service.read_body(request)), service.config.max_inputs,
-                            service.config.cl100k_file)
+    async with json_request(request) as (service, ticket, body):
+        req = parse_request(body, service.config.max_inputs, service.config.cl100k_file)
         model = service.pick(req.model)
         prompt = service.prompt(model, req.input_type or model.prompt_name, "input_type", optional=bool(req.input_type))
         out = await service.embed(model, req.texts, prompt, request, ticket)
@@ -79,35 +98,15 @@ async def prometheus(request: Request) -> Response:
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _object(body: object, what: str) -> dict:
-    if not isinstance(body, dict):
-        raise bad(f"the request body must be a JSON object ({what})", None, "invalid_type")
-    return body
-
-
-def _model_field(body: dict) -> str | None:
-    name = body.get("model")
-    if name is not None and not isinstance(name, str):
-        raise bad("'model' must be a string", "model", "invalid_type")
-    return name
-
-
 @router.post("/embed")
 async def tei_embed(request: Request) -> Response:
     """text-embeddings-inference style: ``{"inputs": str | [str], "prompt_name"?, "model"?}`` -> ``[[float]]``."""
-    service = service_of(request)
-    service.authorize(request)
-    service.check_ready()
-    async with service.admitted(request) as ticket:
-        body = _object(parse_json(await service.read_body(request)), "{'inputs': str | [str]}")
+    async with json_request(request, "{'inputs': str | [str]}") as (service, ticket, body):
         if "inputs" not in body:
             raise bad("missing required field 'inputs'", "inputs", "missing_required_parameter")
         texts = parse_inputs(body["inputs"], service.config.max_inputs, service.config.cl100k_file, "inputs")
-        model = service.pick(_model_field(body))
-        name = body.get("prompt_name")
-        if name is not None and not isinstance(name, str):
-            raise bad("'prompt_name' must be a string", "prompt_name", "invalid_type")
-        prompt = service.prompt(model, name or model.prompt_name, "prompt_name")
+        model = service.pick(optional_str(body, "model"))
+        prompt = service.prompt(model, optional_str(body, "prompt_name") or model.prompt_name, "prompt_name")
         out = await service.embed(model, texts, prompt, request, ticket)
         if out is None:
             return Response(status_code=CLIENT_CLOSED)
@@ -119,12 +118,8 @@ async def tei_embed(request: Request) -> Response:
 @router.post("/similarity")
 async def tei_similarity(request: Request) -> Response:
     """``{"inputs": {"source_sentence": str, "sentences": [str]}}`` -> cosine of each sentence to the source."""
-    service = service_of(request)
-    service.authorize(request)
-    service.check_ready()
-    async with service.admitted(request) as ticket:
-        body = _object(parse_json(await service.read_body(request)),
-                       "{'inputs': {'source_sentence': str, 'sentences': [str]}}")
+    async with json_request(request, "{'inputs': {'source_sentence': str, 'sentences': [str]}}") as (
+            service, ticket, body):
         inputs = body.get("inputs")
         if not isinstance(inputs, dict) or not isinstance(inputs.get("source_sentence"), str):
             raise bad("expected {'inputs': {'source_sentence': str, 'sentences': [str]}}", "inputs")
@@ -133,7 +128,7 @@ async def tei_similarity(request: Request) -> Response:
             raise bad("'inputs.sentences' must be a list of strings", "inputs.sentences", "invalid_type")
         source = parse_inputs(inputs["source_sentence"], 1, None, "inputs.source_sentence")
         others = parse_inputs(sentences, service.config.max_inputs - 1, None, "inputs.sentences")
-        model = service.pick(_model_field(body))
+        model = service.pick(optional_str(body, "model"))
         out = await service.embed(model, source + others, service.prompt(model, model.prompt_name, "prompt_name"),
                                   request, ticket)
         if out is None:
