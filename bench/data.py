@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def timed(cmd: list[str], first_step: bool = False) -> dict:
         if not chunk:
             break
         tail = (tail + chunk)[-20000:]
-        if first_step and first is None and b" 1/" in chunk:  # tqdm's "| 1/20 [" once the first step is done
+        if first_step and first is None and re.search(rb"train:[^\r\n]*\| *1/\d+ ", tail):  # step 1 done
             first = time.perf_counter() - start
     proc.wait()
     text = tail.decode("utf-8", "replace")

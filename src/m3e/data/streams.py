@@ -136,8 +136,9 @@ class Reader:
             raise InputError(f"{where}: {reason}{detail} (pass {hint} to skip and count such rows)")
         self.report.add(reason, where)
 
-    def _lines(self, path: Path, handle) -> Iterator[tuple[int, str | None, int]]:
-        """(line number, text or None when not UTF-8, bytes) for every line; the UTF-8 BOM is dropped."""
+    def _lines(self, path: Path, handle, keep_end: bool = False) -> Iterator[tuple[int, str | None, int]]:
+        """(line number, text or None when not UTF-8, bytes) for every line; the UTF-8 BOM is dropped; the line
+        end is kept with ``keep_end`` (CSV fields may span lines)."""
         for no, raw in enumerate(handle, 1):
             size = len(raw)
             if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -148,7 +149,7 @@ class Reader:
                 self._bad(f"{path}:{no}", "not valid UTF-8", f" (byte {exc.start} of the line)")
                 yield no, None, size
                 continue
-            yield no, line.rstrip("\n").removesuffix("\r"), size
+            yield no, line if keep_end else line.rstrip("\n").removesuffix("\r"), size
 
     def _take(self, where: str, no: int, row_id: str, value, nbytes: int, empty: str = "empty text"
               ) -> TextRecord | None:
@@ -216,10 +217,12 @@ class Reader:
         numbers: list[int] = []
 
         def text_lines():
-            for no, line, size in self._lines(path, handle):
+            for no, line, size in self._lines(path, handle, keep_end=True):
+                if line is None:  # reported as not UTF-8 already
+                    continue
                 sizes.append(size)
                 numbers.append(no)
-                yield "" if line is None else line
+                yield line
 
         reader = csv.reader(text_lines(), delimiter=delimiter,
                             quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
