@@ -80,10 +80,35 @@ def test_resume_refuses_changed_batch_size_or_data(tiny_st_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     r = run(*common, "--batch-size", "8", "--resume")
     assert r.returncode == 2 and "cannot resume" in r.stderr and "batch_size: 4 then, 8 now" in r.stderr
-    write(data, toy_pairs(48)[:40])  # the same file, other content
+    write(data, toy_pairs(48)[:-3])  # the same file, other content (a touched file with the same content resumes)
     r = run(*common, "--batch-size", "4", "--resume")
     assert r.returncode == 2 and "source toy: its data (file or selection) changed" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_resume_fingerprint_is_content_not_path_or_mtime(tmp_path):
+    """A data folder copied elsewhere or re-mounted with new mtimes gets a new cache entry but the same
+    fingerprint (a long run resumes); another score or another selection does not."""
+    import shutil
+
+    from m3e.training.plan import source_fingerprint
+
+    scored = tmp_path / "a" / "s.tsv"
+    scored.parent.mkdir()
+    scored.write_text("甲\t乙\t1\n丙\t丁\t0\n戊\t己\t0.5\n", encoding="utf-8")
+    opts = {"format": "tsv", "columns": ["sentence1", "sentence2", "label"]}
+    first = prepare_source(scored, tmp_path / "cache", **opts)
+    copy = tmp_path / "b" / "s.tsv"
+    copy.parent.mkdir()
+    shutil.copy(scored, copy)
+    os.utime(copy, ns=(1, 1))
+    moved = prepare_source(copy, tmp_path / "cache", **opts)
+    assert moved.key != first.key and source_fingerprint(moved) == source_fingerprint(first)
+    assert source_fingerprint(read_source(scored, **opts)) == source_fingerprint(read_source(copy, **opts))
+    copy.write_text("甲\t乙\t1\n丙\t丁\t0\n戊\t己\t0.25\n", encoding="utf-8")  # one score edited
+    assert source_fingerprint(prepare_source(copy, tmp_path / "cache", **opts)) != source_fingerprint(first)
+    first.sample(2)
+    assert source_fingerprint(first) != source_fingerprint(moved)
 
 
 def test_eval_options_are_checked_before_training(tiny_st_dir, tmp_path):

@@ -281,12 +281,11 @@ class ArrowSource(SourceInfo):
                                               "skipped", "first_skip", "columns")}
         return Source(self.name, self.kind, self.records, **info)
 
-    def fingerprint(self) -> str:
-        """The cache entry plus the selection: what a resumed run must find again."""
-        h = hashlib.sha256(self.key.encode())
-        if self.rows is not None:
-            h.update(np.ascontiguousarray(self.rows, dtype=np.int64).tobytes())
-        return h.hexdigest()[:16]
+    def scores(self) -> np.ndarray:
+        """The selected records' scores (NaN where none): one float column, read only for scored sources."""
+        out = np.concatenate([c.column(3).to_numpy(zero_copy_only=False).astype(np.float64) for c in self._chunks]
+                             or [np.zeros(0)])
+        return out if self.rows is None else out[self.rows]
 
 
 def prepare_source(path: str | Path, cache_dir: str | Path | None = None, name: str | None = None,

@@ -91,6 +91,10 @@ class Source(SourceInfo):
     def batch(self, indices) -> list[Record]:
         return [self.records[int(i)] for i in indices]
 
+    def scores(self) -> np.ndarray:
+        """Each record's score (NaN where it has none), for the resume fingerprint of scored sources."""
+        return np.array([np.nan if r.score is None else r.score for r in self.records], dtype=np.float64)
+
     def hashes(self) -> np.ndarray:
         """(records, 2 + most negatives) uint64: anchor, positive, negatives; 0 where a record has fewer."""
         if self._hashes is None or len(self._hashes) != len(self.records):

@@ -15,10 +15,12 @@ PLAN_OPTIONS = ("batch_size", "seed", "shuffle", "epochs")
 
 
 def source_fingerprint(source) -> str:
-    """The cache entry and selection of an Arrow source; the text hashes of an in-memory one."""
-    if hasattr(source, "fingerprint"):
-        return source.fingerprint()
-    return hashlib.sha256(np.ascontiguousarray(source.hashes()).tobytes()).hexdigest()[:16]
+    """What the selected records hold (text hashes, and scores for scored pairs) in their order: a data folder
+    that was copied, re-mounted or touched still resumes; an edited file or another selection does not."""
+    h = hashlib.sha256(np.ascontiguousarray(source.hashes(), dtype=np.uint64).tobytes())
+    if source.kind == "scored":
+        h.update(np.ascontiguousarray(source.scores(), dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
 
 
 def data_fingerprint(sources, config) -> dict:
