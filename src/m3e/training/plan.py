@@ -17,9 +17,9 @@ PLAN_OPTIONS = ("batch_size", "seed", "shuffle", "epochs")
 def source_fingerprint(source) -> str:
     """What the selected records hold (text hashes, and scores for scored pairs) in their order: a data folder
     that was copied, re-mounted or touched still resumes; an edited file or another selection does not."""
-    h = hashlib.sha256(np.ascontiguousarray(source.hashes(), dtype=np.uint64).tobytes())
+    h = hashlib.sha256(memoryview(np.ascontiguousarray(source.hashes(), dtype=np.uint64)))  # no copy of a map
     if source.kind == "scored":
-        h.update(np.ascontiguousarray(source.scores(), dtype=np.float64).tobytes())
+        h.update(memoryview(np.ascontiguousarray(source.scores(), dtype=np.float64)))
     return h.hexdigest()[:16]
 
 
