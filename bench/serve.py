@@ -226,6 +226,7 @@ def soak(args) -> None:
            "rss_first_1000_mb": sum(first) / len(first), "rss_last_1000_mb": sum(last) / len(last),
            "status": r["status"], "client_errors": r["errors"]}
     print(json.dumps(row), flush=True)
+    row["rss_curve"] = r["rss"]  # (answers so far, server RSS MB) every 100 answers: the trend, not two points
 
     # SIGTERM in the middle of the same load: nothing accepted may be lost
     port = free_port()

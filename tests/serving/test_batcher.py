@@ -159,3 +159,12 @@ def _status(url):
         return httpx.get(f"{url}/health", timeout=1).status_code
     except httpx.HTTPError:
         return None
+
+
+def test_worker_trims_the_heap_after_batches(tiny_model):
+    b = Batcher(tiny_model, name="tiny", trim_interval=0)
+    job = b.submit(tiny_model.prepare(["今天天气很好"]).units)
+    job.future.result(10)
+    if b.trimmer.supported:
+        wait_for(lambda: b.trimmer.trims >= 1)
+    b.stop()

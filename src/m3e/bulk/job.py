@@ -15,6 +15,7 @@ import numpy as np
 
 from m3e.bulk.shards import Manifest, shard_name, write_shard
 from m3e.data.streams import Reader, SkipReport, expand_inputs
+from m3e.utils.memory import HeapTrimmer
 
 
 @dataclass
@@ -86,6 +87,7 @@ def encode_corpus(embedder, inputs: list, output: str | Path, options: EncodeOpt
     shard_vecs: list[np.ndarray] = []
     shard_tokens = shard_truncated = 0
     pending: list = []  # records of the chunk being gathered
+    trimmer = HeapTrimmer()  # RSS stays flat over millions of texts (utils/memory.py)
     seen = 0  # good records read, finished shards included
 
     def flush_chunk() -> None:
@@ -111,6 +113,7 @@ def encode_corpus(embedder, inputs: list, output: str | Path, options: EncodeOpt
             wall = max(time.perf_counter() - start, 1e-9)
             progress.set_postfix(texts_s=f"{summary.texts / wall:.0f}", tokens_s=f"{summary.tokens / wall:.0f}")
         pending.clear()
+        trimmer.maybe_trim()
 
     def flush_shard() -> None:
         nonlocal shard_tokens, shard_truncated

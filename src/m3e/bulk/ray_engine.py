@@ -23,6 +23,7 @@ from m3e.bulk.shards import MANIFEST, embedding_array
 from m3e.data.streams import Reader, SkipReport, expand_inputs
 from m3e.errors import InputError
 from m3e.utils.atomic import write_text
+from m3e.utils.memory import HeapTrimmer
 
 BLOCK_ROWS = 4096  # rows per block the readers hand to Ray
 IO_CPUS = 0.5  # CPU share of a read or write task: they wait on files, the encoder actors compute
@@ -60,9 +61,12 @@ class M3EEncoder:
         self.text_column, self.keep_text, self.dtype = text_column, keep_text, dtype
         self.kwargs = {"batch_size": batch_size, "max_batch_tokens": max_batch_tokens, "truncate": truncate,
                        "normalize": normalize, "show_progress": False}
+        self.trimmer = HeapTrimmer()  # an actor lives for the whole job: keep its RSS flat
 
     def __call__(self, batch):
         import pyarrow as pa
+
+        self.trimmer.maybe_trim()
 
         if isinstance(batch, pa.Table):
             texts = batch.column(self.text_column).to_pylist()

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..utils.memory import HeapTrimmer
+
 log = logging.getLogger("m3e.serve")
 
 
@@ -60,7 +62,8 @@ def settle(future: Future, result=None, error: BaseException | None = None) -> b
 
 class Batcher:
     def __init__(self, embedder, *, name: str, max_batch_tokens: int = 16384, batch_size: int = 128,
-                 queue_size: int = 256, metrics=None, budget=None, restart_delay: float = 0.5) -> None:
+                 queue_size: int = 256, metrics=None, budget=None, restart_delay: float = 0.5,
+                 trim_interval: float = 1.0) -> None:
         self.embedder = embedder
         self.name = name
         self.max_batch_tokens = max_batch_tokens
@@ -75,6 +78,7 @@ class Batcher:
         self._stopping = False
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()  # cuts the supervisor's restart delay short (stop, tests)
+        self.trimmer = HeapTrimmer(trim_interval)  # keeps RSS flat over a long run (see utils/memory.py)
         self._start_worker()
         self._supervisor = threading.Thread(target=self._supervise, name=f"m3e-supervisor-{name}", daemon=True)
         self._supervisor.start()
@@ -168,6 +172,7 @@ class Batcher:
                     continue
                 self._embed(jobs)
                 jobs = []
+                self.trimmer.maybe_trim()
         finally:  # the worker is dying (BaseException, or a bug above): the requests it held must not hang
             for job in jobs:
                 settle(job.future, error=WorkerDied(f"the inference worker for {self.name} stopped"))
