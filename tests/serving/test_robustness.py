@@ -195,6 +195,8 @@ class WorkerKill(BaseException):
     """Escapes the per-batch handler, as a bug in the loop itself would: the worker thread dies."""
 
 
+# The worker thread dying is the fault under test; pytest would report its exception as a warning.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_dead_worker_is_restarted_and_health_says_503_meanwhile(app_with, tiny_model):
     faulty = Faulty(tiny_model)
     client = app_with(faulty)
