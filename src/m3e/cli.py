@@ -531,6 +531,8 @@ def train(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default: the recipe's "
                                                 "name).")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Override: stop after this many steps.")] = None,
+    max_records: Annotated[int | None, typer.Option(min=1, help="Cap every source at this many records (a "
+                                                    "fixed-seed sample; a smoke run of the recipe).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=2, help="Override the recipe's batch size.")] = None,
     mixed_precision: Annotated[str | None, typer.Option(help="Override: no, fp16, bf16.")] = None,
@@ -544,7 +546,8 @@ def train(
     if data_dir is None:
         raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
     out = run_recipe(recipe, data_dir, output, device=device, threads=threads, cache_dir=cache_dir,
-                     max_steps=max_steps, epochs=epochs, batch_size=batch_size, mixed_precision=mixed_precision,
+                     max_records=max_records, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
+                     mixed_precision=mixed_precision,
                      resume=resume or None)
     typer.echo(f"model in {out / 'model'}; recipe report in {out / 'recipe_report.json'}")
 

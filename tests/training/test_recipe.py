@@ -129,3 +129,25 @@ def test_recipe_from_a_data_folder(tmp_path, tiny_st_dir, monkeypatch):
     sources, report, sizes = build_sources(load_recipe(recipe), data, tmp_path / "cache")
     assert report["train"] == {"kept": 2, "dropped_records": 1, "removed_negatives": 0, "license": None}
     assert sizes == {"STSB": 2} and [s.kind for s in sources] == ["scored", "pair"]
+
+
+def test_max_records_caps_every_source(tmp_path):
+    """The smoke-run cap: every source keeps a fixed-seed sample of at most N records, the recipe's own smaller
+    max_records still wins, and the same records are kept each time."""
+    data = tmp_path / "data"
+    (data / "STS-B").mkdir(parents=True)
+    (data / "STS-B" / "STS-B.test.data").write_text("测试一\t测试二\t3\n", encoding="utf-8")
+    (data / "a.tsv").write_text("".join(f"句子{i}\t另一句{i}\t{i % 2}\n" for i in range(20)), encoding="utf-8")
+    (data / "b.tsv").write_text("".join(f"问{i}\t答{i}\n" for i in range(20)), encoding="utf-8")
+    recipe = {"base": "unused", "filter_tasks": ["STSB"],
+              "sources": [{"path": "a.tsv", "format": "tsv", "columns": ["sentence1", "sentence2", "label"]},
+                          {"path": "b.tsv", "format": "tsv", "columns": ["query", "positive"], "max_records": 3}]}
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe), encoding="utf-8")
+    full = build_sources(load_recipe(tmp_path / "r.yaml"), data, tmp_path / "cache")[0]
+    capped = build_sources(load_recipe(tmp_path / "r.yaml"), data, tmp_path / "cache", max_records=5)[0]
+    again = build_sources(load_recipe(tmp_path / "r.yaml"), data, tmp_path / "cache", max_records=5)[0]
+    assert [len(s) for s in full] == [20, 3] and [len(s) for s in capped] == [5, 3]
+    assert capped[0].skipped["over max_records (fixed-seed sample kept)"] == 15
+    kept = [(r.anchor, r.positive) for r in capped[0].to_memory().records]
+    assert kept == [(r.anchor, r.positive) for r in again[0].to_memory().records]
+    assert set(kept) <= {(r.anchor, r.positive) for r in full[0].to_memory().records}

@@ -82,12 +82,15 @@ def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tup
     return texts, sizes
 
 
-def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None):
-    """(sources, overlap report, evaluation text counts per task)."""
+def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None, max_records: int | None = None):
+    """(sources, overlap report, evaluation text counts per task). ``max_records`` caps every source (a smoke
+    run of the same recipe): the smaller of it and the source's own ``max_records``."""
     sources, passages = [], {}
     for spec in recipe["sources"]:
         spec = dict(spec)
         limit = spec.pop("max_records", None)
+        if max_records:
+            limit = min(limit or max_records, max_records)
         as_passages = spec.pop("passages", None)
         named = "name" in spec
         source = prepare_source(data_dir / spec.pop("path"), cache_dir, **spec)
@@ -114,11 +117,12 @@ def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None):
 
 
 def run_recipe(path: Path, data_dir: Path, output: Path | None = None, device: str | None = None,
-               threads: int | None = None, cache_dir: Path | None = None, **overrides) -> Path:
+               threads: int | None = None, cache_dir: Path | None = None, max_records: int | None = None,
+               **overrides) -> Path:
     from m3e.models.resolver import load_model
 
     recipe = load_recipe(path)
-    sources, report, sizes = build_sources(recipe, data_dir, cache_dir)
+    sources, report, sizes = build_sources(recipe, data_dir, cache_dir, max_records)
     print(f"test-overlap filter against {sum(sizes.values()):,} evaluation texts of {len(sizes)} tasks:")
     for name, counts in report.items():
         print(f"  {name}: kept {counts['kept']:,}, dropped {counts['dropped_records']:,} records, removed "
@@ -129,6 +133,7 @@ def run_recipe(path: Path, data_dir: Path, output: Path | None = None, device: s
         train.setdefault("eval_tasks", recipe["eval_tasks"])
         train.setdefault("eval_data_dir", str(data_dir))
     out = FineTuner(load_model(recipe["base"], device=device, threads=threads), sources).run(TrainConfig(**train))
-    write_text(out / "recipe_report.json", json.dumps({"recipe": recipe, "overlap_filter": report,
+    write_text(out / "recipe_report.json", json.dumps({"recipe": recipe, "max_records": max_records,
+                                                       "overlap_filter": report,
                                                        "evaluation_texts": sizes}, indent=2, ensure_ascii=False))
     return out
