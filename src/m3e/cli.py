@@ -547,8 +547,7 @@ def train(
         raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
     out = run_recipe(recipe, data_dir, output, device=device, threads=threads, cache_dir=cache_dir,
                      max_records=max_records, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
-                     mixed_precision=mixed_precision,
-                     resume=resume or None)
+                     mixed_precision=mixed_precision, resume=resume or None)
     typer.echo(f"model in {out / 'model'}; recipe report in {out / 'recipe_report.json'}")
 
 
