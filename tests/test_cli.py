@@ -76,11 +76,13 @@ def test_similarity_json(tiny_st_dir, tiny_model):
 
 @pytest.mark.builtin
 def test_demo_and_models_on_builtin(builtin_model):
+    from m3e.models.builtin import DEFAULT_MODEL
+
     r = run("demo")
     assert r.returncode == 0, r.stderr
-    assert "multilingual-e5-small-q4" in r.stdout and "semantic search" in r.stdout
+    assert DEFAULT_MODEL == "m3e-small-zh" and DEFAULT_MODEL in r.stdout and "semantic search" in r.stdout
     # The panda question finds the panda passage first.
     after = r.stdout.split("大熊猫吃什么", 1)[1]
     assert "[panda]" in after.splitlines()[1]
     r = run("models")
-    assert r.returncode == 0 and "multilingual-e5-small-q4" in r.stdout and "ready" in r.stdout
+    assert r.returncode == 0 and "multilingual-e5-small-q4" in r.stdout and "default" in r.stdout

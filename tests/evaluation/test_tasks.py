@@ -147,7 +147,8 @@ def test_single_class_pair_task_is_refused(tiny_model, tmp_path):
 def test_cli_eval_on_builtin_task(shared_data, builtin_model, tmp_path):
     from tests.test_cli import run
 
-    r = run("eval", "--tasks", "STSB", "--data-dir", str(shared_data), "-o", str(tmp_path))
+    r = run("eval", "--tasks", "STSB", "--model", "multilingual-e5-small-q4", "--data-dir", str(shared_data),
+            "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "multilingual-e5-small-q4" / "STSB.json").read_text())
     assert result["n_samples"] == 1361 and result["main_score_name"] == "cosine_spearman"

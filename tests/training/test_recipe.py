@@ -32,6 +32,9 @@ def test_recipe_validation(tmp_path):
     bad.write_text("base: x\nsources: [{path: a.tsv, passages: {size: 4, bogus: 1}}]\n", encoding="utf-8")
     with pytest.raises(InputError, match="passages takes a mapping"):
         load_recipe(bad)
+    bad.write_text("base: x\nsources: []\nmax_records: 0\n", encoding="utf-8")
+    with pytest.raises(InputError, match="max_records is a positive whole number"):
+        load_recipe(bad)
     bad.write_text("base: x\nsources: []\ntrain: {epoch: 2}\n", encoding="utf-8")
     with pytest.raises(InputError, match="unknown train options"):
         load_recipe(bad)
@@ -41,12 +44,15 @@ RECIPES = __import__("pathlib").Path(__file__).resolve().parents[2] / "recipes"
 
 
 def test_shipped_recipe_sources_on_real_data(shared_data, tmp_path):
-    """The v2 recipe through the Arrow cache gives the records the in-memory reader and a string filter give."""
+    """The v2 recipe through the Arrow cache gives the records the in-memory reader and a string filter give:
+    every record of each source (the recipe without its cap), then the recipe's own 600-per-source sample."""
     from m3e.data.records import read_source
     from m3e.data.texthash import norm
     from m3e.training.recipe import evaluation_texts
 
-    recipe = load_recipe(RECIPES / "m3e-small-zh.yaml")
+    shipped = load_recipe(RECIPES / "m3e-small-zh.yaml")
+    assert shipped["max_records"] == 600 and shipped["train"]["merge_scale"] == 0.7
+    recipe = {k: v for k, v in shipped.items() if k != "max_records"}
     sources, report, sizes = build_sources(recipe, shared_data, cache_dir=tmp_path / "cache")
     assert len(sizes) == 28 and sum(sizes.values()) > 250_000
     texts, _ = evaluation_texts(shared_data)
@@ -67,6 +73,17 @@ def test_shipped_recipe_sources_on_real_data(shared_data, tmp_path):
     assert next(s for s in sources if s.name == "nlpcc-kbqa").batch([0])[0].positive.count("|||") == 0
     assert all(not any(x in (s.license or "") for x in ("NC", "non-commercial", "research only"))
                for s in sources)
+    capped, capped_report, _ = build_sources(shipped, shared_data, cache_dir=tmp_path / "cache")
+    for spec, source in zip(shipped["sources"], capped, strict=True):
+        limit = min(600, spec.get("max_records") or 600)
+        full = report[source.name]["kept"] + report[source.name]["dropped_records"]
+        assert capped_report[source.name]["kept"] + capped_report[source.name]["dropped_records"] == min(limit, full)
+        options = {k: v for k, v in spec.items() if k not in ("path", "max_records", "license")}
+        mem = read_source(shared_data / spec["path"], **options)
+        mem.sample(limit)  # the same fixed-seed sample as --max-records 600 draws
+        kept = [r for r in mem.records if norm(r.anchor) not in texts and norm(r.positive) not in texts]
+        assert len(source) == len(kept) and source.batch([0])[0].anchor == kept[0].anchor, source.name
+    assert sum(len(s) for s in capped) == 12_093  # what m3e-small-zh v2 was trained on (model card)
 
 
 def test_v1_recipe_passages_hold_no_evaluation_text(shared_data, tmp_path):

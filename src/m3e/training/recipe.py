@@ -23,7 +23,7 @@ from m3e.utils.atomic import write_text
 SOURCE_KEYS = {"path", "name", "weight", "instruction", "doc_instruction", "columns", "rename", "max_negatives",
                "max_records", "format", "passages", "keep_base", "encoding", "replace", "license"}
 PASSAGE_KEYS = {"size", "records", "min_score"}
-RECIPE_KEYS = {"name", "base", "description", "sources", "train", "eval_tasks", "filter_tasks"}
+RECIPE_KEYS = {"name", "base", "description", "sources", "max_records", "train", "eval_tasks", "filter_tasks"}
 
 
 def load_recipe(path: Path) -> dict:
@@ -43,6 +43,9 @@ def load_recipe(path: Path) -> dict:
     for key in ("base", "sources"):
         if key not in recipe:
             raise InputError(f"{path}: missing '{key}'")
+    cap = recipe.get("max_records")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise InputError(f"{path}: max_records is a positive whole number of records per source, not {cap!r}")
     train_keys = {f.name for f in fields(TrainConfig)}
     bad = set(recipe.get("train") or {}) - train_keys
     if bad:
@@ -83,14 +86,14 @@ def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tup
 
 
 def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None, max_records: int | None = None):
-    """(sources, overlap report, evaluation text counts per task). ``max_records`` caps every source (a smoke
-    run of the same recipe): the smaller of it and the source's own ``max_records``."""
+    """(sources, overlap report, evaluation text counts per task). A source takes the smallest of its own
+    ``max_records``, the recipe's (every source) and ``max_records`` (a smoke run of the same recipe); the same
+    cap from any of the three draws the same fixed-seed sample."""
     sources, passages = [], {}
     for spec in recipe["sources"]:
         spec = dict(spec)
-        limit = spec.pop("max_records", None)
-        if max_records:
-            limit = min(limit or max_records, max_records)
+        caps = [c for c in (spec.pop("max_records", None), recipe.get("max_records"), max_records) if c]
+        limit = min(caps) if caps else None
         as_passages = spec.pop("passages", None)
         named = "name" in spec
         source = prepare_source(data_dir / spec.pop("path"), cache_dir, **spec)
