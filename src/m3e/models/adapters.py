@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 from m3e.errors import SourceMismatchError
@@ -26,7 +27,9 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, target: Path, *, name: str,
     if not weights.is_file() or not (adapter_dir / "adapter_config.json").is_file():
         raise SourceMismatchError(f"adapter files missing in {adapter_dir}; reinstall m3e")
     st = SentenceTransformer(str(base_dir), device="cpu")
-    merged = PeftModel.from_pretrained(st[0].auto_model, str(adapter_dir)).merge_and_unload()
+    with warnings.catch_warnings():  # peft calls a transformers API renamed in v5: noise on every first run
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        merged = PeftModel.from_pretrained(st[0].auto_model, str(adapter_dir)).merge_and_unload()
     set_backbone(st, merged)
     Embedder(st, name=name).save(target)
     (target / "m3e_provenance.json").write_text(json.dumps({
