@@ -67,6 +67,23 @@ def tiny_st_dir(tmp_path_factory, tiny_hf_dir) -> Path:
     return build_tiny_st_model(tmp_path_factory.mktemp("tiny_st") / "model", tiny_hf_dir)
 
 
+def build_tiny_static_model(folder: Path, hf_folder: Path, dim: int = 12, seed: int = 0) -> Path:
+    """A static model (model2vec layout, a sentence-transformers folder too) over the tiny tokenizer, random rows."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from m3e.distill.pack import write_model
+
+    tok = AutoTokenizer.from_pretrained(str(hf_folder))
+    rows = np.random.default_rng(seed).normal(size=(len(tok), dim)).astype(np.float32)
+    return write_model(folder, rows, tok.backend_tokenizer.to_str())
+
+
+@pytest.fixture(scope="session")
+def tiny_static_dir(tmp_path_factory, tiny_hf_dir) -> Path:
+    return build_tiny_static_model(tmp_path_factory.mktemp("tiny_static") / "model", tiny_hf_dir)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tiny_st_dir):
     from m3e import load_model

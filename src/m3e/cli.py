@@ -289,6 +289,10 @@ def eval_cmd(
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: "
                                                    "$M3E_HOME/embedding-cache).")] = None,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the built-in tasks and exit.")] = False,
+    rescore: Annotated[str | None, typer.Option(help="Retrieval tasks: a second model re-scores the first's top "
+                                                "--candidates (two-stage search; filed as MODEL>RESCORE@N).")]
+    = None,
+    candidates: Annotated[int, typer.Option(min=1, help="First-stage candidates for --rescore.")] = 100,
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     trust_remote_code: TrustOpt = False,
 ) -> None:
@@ -326,7 +330,15 @@ def eval_cmd(
         if not retrieval:
             raise InputError("--distractors: none of the chosen tasks is a retrieval task")
         chosen = [t.with_distractors(distractors) if t.type == "Retrieval" else t for t in chosen]
+    if rescore:
+        if source == "hub":
+            raise InputError("--rescore works on local tasks only (--source local)")
+        wrong = [t.name for t in chosen if t.type != "Retrieval"]
+        if wrong:
+            raise InputError(f"--rescore applies to retrieval tasks only, not {', '.join(wrong)} (use --type "
+                             "Retrieval)")
     embedder = _load(model, device, threads, trust_remote_code, backend)
+    rescorer = _load(rescore, device, threads, trust_remote_code) if rescore else None
 
     def show(result: dict) -> None:
         dropped = "".join(f", dropped {n} ({why})" for why, n in result["dropped"].items())
@@ -354,7 +366,8 @@ def eval_cmd(
             from m3e.utils.paths import m3e_home
 
             store = EmbeddingCache(cache_dir or m3e_home() / "embedding-cache", embedder)
-        evaluate(embedder, chosen, data_dir, output, progress=show, cache=store, show_progress=True)
+        evaluate(embedder, chosen, data_dir, output, progress=show, cache=store, show_progress=True,
+                 rescore=rescorer, candidates=candidates)
         if store is not None:
             typer.echo(f"embedding cache {store.path}: {store.hits} vectors reused")
             store.close()
@@ -552,6 +565,33 @@ def train(
 
 
 @app.command()
+def distill(
+    recipe: Annotated[Path, typer.Argument(help="Distill recipe YAML (see recipes/m3e-static-zh.yaml).")],
+    data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Folder the recipe's paths are "
+                                                  "relative to (default: $M3E_DATA_DIR).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default: the recipe's "
+                                                "name).")] = None,
+    pca_dims: Annotated[int | None, typer.Option(min=2, help="Override: vector dimensions.")] = None,
+    extra_latin: Annotated[int | None, typer.Option(min=0, help="Override: extra English tokens kept.")] = None,
+    tokenlearn: Annotated[bool | None, typer.Option("--tokenlearn/--no-tokenlearn", help="Override: fit the "
+                                                    "token vectors to the teacher's vectors.")] = None,
+    quantize: Annotated[str | None, typer.Option(help="Override: int8 or float32 rows.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in the same folder.")] = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Distill a static model (m3e-static-zh) from a transformer: pruned vocabulary, model2vec, tokenlearn."""
+    from m3e.distill.pipeline import run_distill
+
+    if data_dir is None:
+        raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
+    if quantize is not None and quantize not in ("int8", "float32"):
+        raise InputError(f"--quantize takes int8 or float32, not '{quantize}'")
+    out = run_distill(recipe, data_dir, output, resume=resume, threads=threads, log=_err, pca_dims=pca_dims,
+                      extra_latin=extra_latin, tokenlearn=tokenlearn, quantize=quantize)
+    typer.echo(f"model in {out / 'model'}; shipped form in {out / 'packed'}; report in {out / 'report.json'}")
+
+
+@app.command()
 def mine(
     data: Annotated[Path, typer.Option("--data", "-d", help="Pairs (query, positive) to mine negatives for.")],
     corpus: Annotated[Path, typer.Option(help="Passages to draw negatives from (txt/jsonl/csv/tsv).")],
@@ -740,11 +780,19 @@ def search(
     exact: Annotated[bool | None, typer.Option("--exact/--approximate", help="Force exact or HNSW search "
                                                "(default: exact below the index's size threshold).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit.")] = False,
+    rescore: Annotated[str | None, typer.Option(help="Re-score the first stage's top candidates with this "
+                                                "model (e.g. m3e-small-zh over an m3e-static-zh index), "
+                                                "embedding their texts on the fly.")] = None,
+    candidates: Annotated[int, typer.Option(min=1, help="First-stage candidates for --rescore and "
+                                            "--hybrid.")] = 100,
+    rescore_backend: Annotated[str, typer.Option(help="Backend of the --rescore model: torch, onnx or "
+                                                 "onnx-int8.")] = "torch",
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
 ) -> None:
     """Search an index: the query prompt, top-k chunks with score, source and offsets."""
     index = _open_index(folder, model, device, threads, backend)
-    hits = index.search(query, k=k, hybrid=hybrid, exact=exact)
+    rescorer = _load(rescore, device, threads, backend=rescore_backend) if rescore else None
+    hits = index.search(query, k=k, hybrid=hybrid, exact=exact, candidates=candidates, rescore=rescorer)
     if as_json:
         for h in hits:
             typer.echo(json.dumps(h.to_dict(), ensure_ascii=False))
@@ -758,7 +806,8 @@ def search(
     for h in hits:
         where = f"{h.source}" + (f":{h.line}" if h.line else "") + f" #{h.chunk} [{h.start}:{h.end}]"
         extra = (f" (dense {h.dense_score if h.dense_score is not None else '-'}, bm25 "
-                 f"{h.bm25_score if h.bm25_score is not None else '-'})" if hybrid else "")
+                 f"{h.bm25_score if h.bm25_score is not None else '-'})" if hybrid else
+                 f" (first stage {h.dense_score})" if rescorer is not None else "")
         console.print(f"[bold]{h.rank}.[/bold] [green]{h.score:.4f}[/green]{escape(extra)} "
                       f"[cyan]{escape(where)}[/cyan]")
         console.print("   " + escape(h.text.replace("\n", " ")[:300] + ("…" if len(h.text) > 300 else "")))

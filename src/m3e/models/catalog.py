@@ -28,19 +28,29 @@ def _folder_dim(folder: Path) -> int | None:
         return None
 
 
+def _folder_bytes(folder: Path) -> int | None:
+    """Bytes of a model's weights (``*.safetensors`` under the folder)."""
+    try:
+        return sum(f.stat().st_size for f in folder.rglob("*.safetensors")) or None
+    except OSError:
+        return None
+
+
 def available_models() -> list[dict]:
     rows = []
     for name, b in BUILTINS.items():
         status = "ready" if b.is_ready() else "converts on first use"
         if name == DEFAULT_MODEL:
             status += ", default"
-        rows.append({"name": name, "dim": b.dim, "status": status, "provenance": b.provenance})
+        rows.append({"name": name, "dim": b.dim, "status": status, "provenance": b.provenance,
+                     "description": b.description, "bytes": _folder_bytes(b.folder) if b.is_ready() else None})
     root = models_dir()
     if root.is_dir():
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if folder.name in BUILTINS:
                 continue
             rows.append({"name": str(folder), "dim": _folder_dim(folder), "status": "local",
+                         "bytes": _folder_bytes(folder),
                          "provenance": "m3e cache"})
     try:
         from huggingface_hub import scan_cache_dir

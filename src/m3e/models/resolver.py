@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from m3e.errors import ModelNotFoundError
+from m3e.errors import InputError, ModelNotFoundError
 from m3e.models.builtin import BUILTINS, DEFAULT_MODEL
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -134,12 +134,18 @@ def load_model(
     """
     from m3e.models.encoder import Embedder, pick_device, set_threads
     from m3e.models.onnx_backend import attach, check_backend
+    from m3e.models.static import StaticEmbedder, is_static
 
     check_backend(backend)
     used = set_threads(threads)
     resolved = resolve(name)
     device = pick_device(device if backend == "torch" or device else "cpu")
     st = _load_sentence_transformer(resolved, device=device, trust_remote_code=trust_remote_code)
+    if is_static(st):
+        if backend != "torch":
+            raise InputError(f"{resolved.name} is a static model (a table of token vectors, no transformer): "
+                             f"--backend {backend} does not apply; it is already the fastest path")
+        return StaticEmbedder(st, name=resolved.name, provenance=resolved.provenance)
     embedder = Embedder(st, name=resolved.name, provenance=resolved.provenance, dtype=dtype)
     if backend != "torch":
         attach(embedder, backend, resolved.path, used, log=log)

@@ -417,21 +417,47 @@ class Index:
         return out
 
     def search(self, query: str, k: int = 5, *, hybrid: bool = False, exact: bool | None = None,
-               candidates: int = 100) -> list[Hit]:
+               candidates: int = 100, rescore=None) -> list[Hit]:
+        """Top ``k`` chunks. ``rescore``: a second embedder (e.g. m3e-small-zh over an index built with
+        m3e-static-zh) that re-scores the first stage's top ``candidates`` by its own cosine, embedding their
+        texts on the fly: static speed at build time, most of the transformer's quality at query time."""
         if not isinstance(query, str) or not query.strip():
             raise InputError("the query is empty")
-        if k < 1:
-            raise InputError("k must be at least 1")
+        if k < 1 or candidates < 1:
+            raise InputError("k and candidates must be at least 1")
+        pool = max(k, candidates) if hybrid or rescore is not None else k
         qv = self.embed_queries([query])
-        dense = self.dense(qv, max(k, candidates) if hybrid else k, exact)[0]
+        dense = self.dense(qv, pool, exact)[0]
         if not hybrid:
-            return self._hits([(cid, s, s, None) for cid, s in dense[:k]])
-        lexical = self._lexical().top(query, max(k, candidates))
-        dense_score, bm25_score = dict(dense), dict(lexical)
-        from m3e.search.bm25 import rrf
+            ranked = [(cid, s, s, None) for cid, s in dense[:pool]]
+        else:
+            lexical = self._lexical().top(query, max(k, candidates))
+            dense_score, bm25_score = dict(dense), dict(lexical)
+            from m3e.search.bm25 import rrf
 
-        fused = rrf([[c for c, _ in dense], [c for c, _ in lexical]])[:k]
-        return self._hits([(cid, s, dense_score.get(cid), bm25_score.get(cid)) for cid, s in fused])
+            fused = rrf([[c for c, _ in dense], [c for c, _ in lexical]])[:pool]
+            ranked = [(cid, s, dense_score.get(cid), bm25_score.get(cid)) for cid, s in fused]
+        if rescore is None:
+            return self._hits(ranked[:k])
+        return self._rescored(query, ranked, rescore, k)
+
+    def _rescored(self, query: str, ranked, embedder, k: int) -> list[Hit]:
+        from m3e.models.encoder import named_prompt
+
+        hits = self._hits(ranked)
+        if not hits:
+            return []
+        q = embedder.encode([query], prompt=named_prompt(embedder, "query", optional=True), show_progress=False)
+        docs = embedder.encode([h.text for h in hits], prompt=named_prompt(embedder, "passage", optional=True),
+                               show_progress=False)
+        scores = (docs @ q[0]).tolist()
+        order = sorted(range(len(hits)), key=lambda i: (-round(scores[i], 6), hits[i].chunk_id))[:k]
+        out = []
+        for rank, i in enumerate(order, 1):
+            hit = hits[i]
+            hit.rank, hit.score = rank, round(float(scores[i]), 6)
+            out.append(hit)
+        return out
 
     def _hits(self, ranked: list[tuple[int, float, float | None, float | None]]) -> list[Hit]:
         if not ranked:

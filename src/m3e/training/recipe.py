@@ -16,6 +16,7 @@ from pathlib import Path
 from m3e.data.overlap import banned_hashes, filter_sources
 from m3e.data.passages import to_passages
 from m3e.data.prepared import prepare_source
+from m3e.data.texthash import norm
 from m3e.errors import InputError
 from m3e.training.trainer import FineTuner, TrainConfig
 from m3e.utils.atomic import write_text
@@ -23,7 +24,8 @@ from m3e.utils.atomic import write_text
 SOURCE_KEYS = {"path", "name", "weight", "instruction", "doc_instruction", "columns", "rename", "max_negatives",
                "max_records", "format", "passages", "keep_base", "encoding", "replace", "license"}
 PASSAGE_KEYS = {"size", "records", "min_score"}
-RECIPE_KEYS = {"name", "base", "description", "sources", "max_records", "train", "eval_tasks", "filter_tasks"}
+RECIPE_KEYS = {"name", "base", "description", "sources", "max_records", "train", "eval_tasks", "filter_tasks",
+               "filter_files"}
 
 
 def load_recipe(path: Path) -> dict:
@@ -50,7 +52,16 @@ def load_recipe(path: Path) -> dict:
     bad = set(recipe.get("train") or {}) - train_keys
     if bad:
         raise InputError(f"{path}: unknown train options {sorted(bad)}")
-    for i, spec in enumerate(recipe["sources"]):
+    check_sources(path, recipe["sources"])
+    check_filter_files(path, recipe.get("filter_files"))
+    return recipe
+
+
+def check_sources(path: Path, sources) -> None:
+    """Every source spec is a mapping with a 'path' and known keys (training and distill recipes alike)."""
+    if not isinstance(sources, list):
+        raise InputError(f"{path}: 'sources' is a list of mappings with a 'path'")
+    for i, spec in enumerate(sources):
         if not isinstance(spec, dict) or "path" not in spec:
             raise InputError(f"{path}: source {i} needs a 'path'")
         if set(spec) - SOURCE_KEYS:
@@ -58,7 +69,27 @@ def load_recipe(path: Path) -> dict:
         options = spec.get("passages")
         if options is not None and (not isinstance(options, dict) or set(options) - PASSAGE_KEYS):
             raise InputError(f"{path}: source {i}: passages takes a mapping with keys {sorted(PASSAGE_KEYS)}")
-    return recipe
+
+
+FILTER_FILE_KEYS = {"path", "format", "columns", "encoding"}
+
+
+def check_filter_files(path: Path, specs) -> None:
+    for i, spec in enumerate(specs or []):
+        if not isinstance(spec, dict) or "path" not in spec or set(spec) - FILTER_FILE_KEYS:
+            raise InputError(f"{path}: filter_files entry {i} is a mapping with 'path' and optionally "
+                             f"{sorted(FILTER_FILE_KEYS - {'path'})}")
+
+
+def file_texts(data_dir: Path, spec: dict) -> list[str]:
+    """Every text field of a held-back file (evaluation or validation data no built-in task reads yet)."""
+    from m3e.data.records import file_rows
+
+    out: list[str] = []
+    for _, row in file_rows(data_dir / spec["path"], spec.get("format"), spec.get("encoding") or "utf-8-sig",
+                            spec.get("columns")):
+        out.extend(v for v in (row or {}).values() if isinstance(v, str) and v.strip())
+    return out
 
 
 def task_texts(data) -> list[str]:
@@ -72,12 +103,15 @@ def task_texts(data) -> list[str]:
 
 
 def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tuple[set[str], dict[str, int]]:
-    """The texts of the built-in evaluation tasks (all, or ``task_names``), and how many each task has."""
+    """The texts of the built-in evaluation tasks (all, or ``task_names``; an empty list: none), and how many
+    each task has."""
     from m3e.data.texthash import norm
     from m3e.evaluation.builtin import select_tasks
 
     texts: set[str] = set()
     sizes: dict[str, int] = {}
+    if task_names is not None and not task_names:  # `filter_tasks: []`: data with no built-in task in it
+        return texts, sizes
     for task in select_tasks(task_names):
         found = {norm(t) for t in task_texts(task.load(data_dir))}
         sizes[task.name] = len(found)
@@ -110,6 +144,10 @@ def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None, m
             raise InputError(f"recipe sources {names.index(name)} and {j} are both named '{name}'; give one a "
                              "'name:'")
     texts, sizes = evaluation_texts(data_dir, recipe.get("filter_tasks"))
+    for spec in recipe.get("filter_files") or []:  # held-back files that no built-in task reads
+        found = {norm(t) for t in file_texts(data_dir, spec)}
+        sizes[f"file:{spec['path']}"] = len(found)
+        texts |= found
     report = filter_sources(sources, banned_hashes(texts))
     for i, options in passages.items():  # after the filter: passages hold no evaluation text
         sources[i] = to_passages(sources[i].to_memory(), **options)

@@ -121,6 +121,11 @@ def _as_sources(data) -> list:
 
 class FineTuner:
     def __init__(self, embedder, sources: list) -> None:
+        from m3e.models.static import StaticEmbedder
+
+        if isinstance(embedder, StaticEmbedder):
+            raise InputError(f"{embedder.name} is a static model: m3e finetune trains transformers; a static model "
+                             "is distilled from one (m3e distill RECIPE, with the fine-tuned model as its teacher)")
         self.embedder = embedder
         self.sources = sources
         if not sources or not any(len(s) for s in sources):

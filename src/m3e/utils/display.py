@@ -30,9 +30,11 @@ def similarity_table(texts: list[str], matrix, title: str) -> None:
 
 def models_table(rows: list[dict]) -> None:
     table = Table(title="models")
-    for col in ("name", "dim", "status"):
+    for col in ("name", "dim", "size", "status"):
         table.add_column(col, no_wrap=True)  # names are copied into commands: never break them
-    table.add_column("provenance")
+    table.add_column("what it is")
     for row in rows:
-        table.add_row(row["name"], str(row.get("dim") or "?"), row["status"], row["provenance"])
+        size = row.get("bytes")
+        table.add_row(row["name"], str(row.get("dim") or "?"), f"{size / 1e6:,.0f} MB" if size else "?",
+                      row["status"], row.get("description") or row["provenance"])
     console.print(table)

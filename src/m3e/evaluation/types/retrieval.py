@@ -173,26 +173,53 @@ def retrieval_scores(query_emb: np.ndarray, doc_emb: np.ndarray, doc_ids: list[s
     if len(position) != len(doc_ids):
         raise TaskRefused("document ids are not unique")
     top = top_k(unit(query_emb), unit(doc_emb), max(k_values), _desc_rank(doc_ids))
-    # gains by vectorized lookup of (query, document) keys among the relevant pairs
+    return scores_from_gains(_gains(top, position, qrels), ideal_gains(qrels), k_values)
+
+
+def two_stage_scores(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray],
+                     doc_ids: list[str], qrels: list[dict[str, int]], candidates: int = 100,
+                     k_values=K_VALUES) -> dict[str, float]:
+    """The first model's exact top ``candidates`` per query, re-ordered by the second model's cosine (ties by
+    document id descending, as trec_eval); documents past the candidates are not retrieved."""
+    position = {d: j for j, d in enumerate(doc_ids)}
+    if len(position) != len(doc_ids):
+        raise TaskRefused("document ids are not unique")
+    id_rank = _desc_rank(doc_ids)
+    top = top_k(unit(first[0]), unit(first[1]), candidates, id_rank)
+    q2, d2 = unit(second[0]), unit(second[1])
+    rescored = np.round(np.einsum("qd,qkd->qk", q2, d2[top]), 6)  # equal cosines tie, whatever the rounding
+    order = np.lexsort((-id_rank[top], -rescored), axis=1)
+    return scores_from_gains(_gains(np.take_along_axis(top, order, axis=1), position, qrels), ideal_gains(qrels),
+                             k_values)
+
+
+def _gains(top: np.ndarray, position: dict[str, int], qrels: list[dict[str, int]]) -> np.ndarray:
+    """grade of each ranked document (0: not relevant), by vectorized lookup of (query, document) keys"""
+    n_docs = len(position)
     pairs = [(q, position[d], g) for q, rel in enumerate(qrels) for d, g in rel.items() if g > 0 and d in position]
     gains = np.zeros(top.shape)
     if pairs:
         q_idx, d_idx, grade = (np.array(col) for col in zip(*pairs, strict=True))
-        keys = q_idx.astype(np.int64) * len(doc_ids) + d_idx
+        keys = q_idx.astype(np.int64) * n_docs + d_idx
         order = np.argsort(keys)
         keys, grade = keys[order], grade[order]
-        wanted = np.arange(len(top))[:, None] * len(doc_ids) + top
+        wanted = np.arange(len(top))[:, None] * n_docs + top
         at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
         gains = np.where(keys[at] == wanted, grade[at], 0).astype(np.float64)
-    return scores_from_gains(gains, ideal_gains(qrels), k_values)
+    return gains
 
 
 def score(data: RetrievalData, encode: Encode, params: dict) -> dict[str, float]:
+    """``params["rescore"]``: a second model's encode; it re-scores the first's top ``params["candidates"]``."""
     if not data.corpus:
         raise TaskRefused("the corpus is empty")
     q = encode(data.queries, "query")
     d = encode(data.corpus, "document")
-    return retrieval_scores(q, d, data.doc_ids, data.qrels)
+    second = params.get("rescore")
+    if second is None:
+        return retrieval_scores(q, d, data.doc_ids, data.qrels)
+    return two_stage_scores((q, d), (second(data.queries, "query"), second(data.corpus, "document")), data.doc_ids,
+                            data.qrels, int(params.get("candidates", 100)))
 
 
 # --- task files ------------------------------------------------------------------------------------------------
