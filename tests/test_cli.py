@@ -86,3 +86,26 @@ def test_demo_and_models_on_builtin(builtin_model):
     assert "[panda]" in after.splitlines()[1]
     r = run("models")
     assert r.returncode == 0 and "multilingual-e5-small-q4" in r.stdout and "default" in r.stdout
+
+
+def test_first_use_mistakes_get_one_clear_line(tiny_st_dir, tmp_path):
+    """An empty API key refuses to start; bad threads and devices are named; --resume on a first run starts it."""
+    r = run("serve", "--model", str(tiny_st_dir), "--api-key", "  ")
+    assert r.returncode == 2 and "--api-key (or $M3E_API_KEY) is empty" in r.stderr and "Traceback" not in r.stderr
+    r = run("serve", "--model", str(tiny_st_dir), env_extra={"M3E_API_KEY": ""})
+    assert r.returncode == 2 and "is empty" in r.stderr
+    r = run("encode", "你好", "--model", str(tiny_st_dir), "--threads", "-2")
+    assert r.returncode == 2 and "--threads" in r.stderr
+    import torch
+
+    if not torch.cuda.is_available():
+        r = run("encode", "你好", "--model", str(tiny_st_dir), "--device", "cuda")
+        assert r.returncode == 2 and "no CUDA GPU is usable here" in r.stderr and "Traceback" not in r.stderr
+    r = run("encode", "你好", "--model", str(tiny_st_dir), "--device", "gpu0")
+    assert r.returncode == 2 and "unknown device 'gpu0'" in r.stderr
+    src = tmp_path / "in.txt"
+    src.write_text("今天天气很好\n我喜欢吃苹果\n", encoding="utf-8")
+    r = run("encode", "-i", str(src), "-o", str(tmp_path / "shards"), "--resume", "--model", str(tiny_st_dir))
+    assert r.returncode == 0, r.stderr
+    r = run("encode", "-i", str(src), "-o", str(tmp_path / "shards"), "--resume", "--model", str(tiny_st_dir))
+    assert r.returncode == 0, r.stderr  # the finished run resumes to nothing left

@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Built-in name, model folder or hub "
                                               "id (default: $M3E_MODEL or the built-in default).")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")]
-ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads (default: $M3E_THREADS or all CPUs).")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: $M3E_THREADS or all CPUs).")]
 BackendOpt = Annotated[str, typer.Option(help="torch (any device), onnx or onnx-int8 (ONNX Runtime on CPU; "
                                           "exported and checked once per model).")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow model repositories to run "
@@ -293,6 +293,8 @@ def eval_cmd(
                                                 "--candidates (two-stage search; filed as MODEL>RESCORE@N).")]
     = None,
     candidates: Annotated[int, typer.Option(min=1, help="First-stage candidates for --rescore.")] = 100,
+    bm25: Annotated[bool, typer.Option("--bm25", help="Score the lexical baseline instead of a model: BM25 over "
+                                       "jieba words (retrieval tasks; filed as bm25-jieba).")] = False,
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     trust_remote_code: TrustOpt = False,
 ) -> None:
@@ -330,6 +332,22 @@ def eval_cmd(
         if not retrieval:
             raise InputError("--distractors: none of the chosen tasks is a retrieval task")
         chosen = [t.with_distractors(distractors) if t.type == "Retrieval" else t for t in chosen]
+    if bm25:
+        wrong = [t.name for t in chosen if t.type != "Retrieval"]
+        if wrong or source == "hub" or rescore:
+            raise InputError("--bm25 scores local retrieval tasks only, without --rescore"
+                             + (f" (not {', '.join(wrong)}; use --type Retrieval)" if wrong else ""))
+        from m3e.evaluation.lexical import run_bm25
+        from m3e.evaluation.runner import save_result, write_summary
+
+        for t in chosen:
+            result = run_bm25(t, data_dir)
+            save_result(output, result)
+            typer.echo(f"{result['task']:24} {result['main_score_name']:15} {result['main_score'] * 100:6.2f}  "
+                       f"({result['n_samples']} samples, {result['seconds']:.1f}s)")
+        write_summary(output)
+        typer.echo(f"results in {output}/, summary in {output / 'summary.md'}")
+        return
     if rescore:
         if source == "hub":
             raise InputError("--rescore works on local tasks only (--source local)")
@@ -360,17 +378,20 @@ def eval_cmd(
     else:
         from m3e.evaluation.runner import evaluate
 
-        store = None
+        store = second_store = None
         if cache:
             from m3e.evaluation.cache import EmbeddingCache
             from m3e.utils.paths import m3e_home
 
             store = EmbeddingCache(cache_dir or m3e_home() / "embedding-cache", embedder)
+            if rescorer is not None:
+                second_store = EmbeddingCache(cache_dir or m3e_home() / "embedding-cache", rescorer)
         evaluate(embedder, chosen, data_dir, output, progress=show, cache=store, show_progress=True,
-                 rescore=rescorer, candidates=candidates)
-        if store is not None:
-            typer.echo(f"embedding cache {store.path}: {store.hits} vectors reused")
-            store.close()
+                 rescore=rescorer, candidates=candidates, rescore_cache=second_store)
+        for s in (store, second_store):
+            if s is not None:
+                typer.echo(f"embedding cache {s.path}: {s.hits} vectors reused")
+                s.close()
     typer.echo(f"results in {output}/, summary in {output / 'summary.md'}")
 
 
@@ -424,6 +445,12 @@ def serve(
     from m3e.serving.app import ServeConfig, split_spec
     from m3e.serving.server import serve as run_server
 
+    import os
+
+    set_but_empty = "M3E_API_KEY" in os.environ and not os.environ["M3E_API_KEY"].strip()
+    if set_but_empty or api_key is not None and any(not k.strip() for k in api_key):
+        raise InputError("--api-key (or $M3E_API_KEY) is empty: the server would accept every request; set the "
+                         "variable you meant, or leave the option out to serve without keys on 127.0.0.1")
     specs = list(model or [])
     if not specs:
         from m3e.models.resolver import default_model_name
@@ -576,6 +603,11 @@ def distill(
     tokenlearn: Annotated[bool | None, typer.Option("--tokenlearn/--no-tokenlearn", help="Override: fit the "
                                                     "token vectors to the teacher's vectors.")] = None,
     quantize: Annotated[str | None, typer.Option(help="Override: int8 or float32 rows.")] = None,
+    target_scale: Annotated[float | None, typer.Option(min=0.0, help="Override: scale of the teacher vectors "
+                                                       "tokenlearn fits (default: sqrt of their dimension).")]
+    = None,
+    sif_coefficient: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Override: model2vec's "
+                                                          "frequency weighting.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in the same folder.")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -587,7 +619,8 @@ def distill(
     if quantize is not None and quantize not in ("int8", "float32"):
         raise InputError(f"--quantize takes int8 or float32, not '{quantize}'")
     out = run_distill(recipe, data_dir, output, resume=resume, threads=threads, log=_err, pca_dims=pca_dims,
-                      extra_latin=extra_latin, tokenlearn=tokenlearn, quantize=quantize)
+                      extra_latin=extra_latin, tokenlearn=tokenlearn, quantize=quantize, target_scale=target_scale,
+                      sif_coefficient=sif_coefficient)
     typer.echo(f"model in {out / 'model'}; shipped form in {out / 'packed'}; report in {out / 'report.json'}")
 
 

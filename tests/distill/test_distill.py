@@ -93,7 +93,7 @@ def test_teacher_vectors_resume_after_a_kill(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(features, "SHARD", 4)
     texts = [f"{w}{i}" for i, w in enumerate(WORDS)]
     roles = ["query" if i % 3 else "passage" for i in range(len(texts))]
-    key = {"teacher": "tiny", "corpus": "x"}
+    key = {"teacher": "tiny"}
     full = features.teacher_vectors(tiny_model, texts, roles, tmp_path / "a", key, log=lambda _m: None)
     calls = {"n": 0}
     real = tiny_model.encode
@@ -109,6 +109,7 @@ def test_teacher_vectors_resume_after_a_kill(tmp_path, tiny_model, monkeypatch):
         features.teacher_vectors(tiny_model, texts, roles, tmp_path / "b", key, log=lambda _m: None)
     done = sorted(p.name for p in (tmp_path / "b").glob("vectors-*.npy"))
     assert 0 < len(done) < -(-len(texts) // 4)
+    assert done == sorted(p.name for p in (tmp_path / "a").glob("vectors-*.npy"))[:len(done)]
     assert not list((tmp_path / "b").glob(".*"))  # no half-written shard
     monkeypatch.setattr(tiny_model, "encode", real)
     resumed = features.teacher_vectors(tiny_model, texts, roles, tmp_path / "b", key, log=lambda _m: None)
@@ -116,8 +117,15 @@ def test_teacher_vectors_resume_after_a_kill(tmp_path, tiny_model, monkeypatch):
     # each text under its role's prompt
     np.testing.assert_allclose(full[1], tiny_model.encode([texts[1]], prompt_name="query")[0], atol=1e-6)
     np.testing.assert_allclose(full[0], tiny_model.encode([texts[0]], prompt_name="passage")[0], atol=1e-6)
-    with pytest.raises(InputError, match="another corpus or teacher"):
-        features.teacher_vectors(tiny_model, texts, roles, tmp_path / "b", {**key, "corpus": "y"})
+    with pytest.raises(InputError, match="another teacher"):
+        features.teacher_vectors(tiny_model, texts, roles, tmp_path / "b", {**key, "teacher": "other"})
+    # a corpus that grows at its end reuses every unchanged shard
+    calls["n"] = -10**6
+    monkeypatch.setattr(tiny_model, "encode", dying)
+    grown = features.teacher_vectors(tiny_model, texts + ["新的句子"], roles + ["query"], tmp_path / "b", key,
+                                     log=lambda _m: None)
+    assert calls["n"] <= -10**6 + 2  # only the last shard was encoded (one call per role in it)
+    np.testing.assert_allclose(grown[:len(texts)], full, atol=1e-6)
 
 
 def test_pruned_teacher_gives_the_same_vectors_on_covered_text(tiny_model):
@@ -173,3 +181,38 @@ def test_shipped_distill_recipe_reads_the_teachers_sources_without_their_caps():
     assert recipe["teacher"] == "m3e-small-zh"
     assert not any("max_records" in s for s in recipe["sources"])
     assert {"stsb-en-train", "stsb-zh-train"} <= {s.get("name") for s in recipe["sources"]}
+
+
+def test_distill_stack_imports_beside_transformers():
+    """model2vec's distill extra and tokenlearn import together with the transformers this project runs on (a
+    newer model2vec pins transformers < 5.4, whose import breaks beside the `kernels` package)."""
+    import transformers
+    from model2vec.distill import distill_from_model  # noqa: F401
+    from sentence_transformers import SentenceTransformer  # noqa: F401
+    from tokenlearn.train import train_model  # noqa: F401
+    from transformers import PreTrainedModel  # noqa: F401
+
+    assert int(transformers.__version__.split(".")[0]) >= 5
+
+
+def test_corpus_roles_held_out_slice_and_sentences():
+    from m3e.data.records import Record, Source
+    from m3e.distill.corpus import build_corpus
+
+    passage = "第一句话说的是天气很好。第二句话说的是我喜欢吃苹果！第三句很短。" * 2 + "最后一句没有句号但也够长了"
+    qp = Source("qp", "pair", [Record(f"问题{i}", passage if i == 0 else f"答案{i}" * 20) for i in range(60)],
+                doc_instruction="passage")
+    sym = Source("sym", "scored", [Record(f"句子{i}", f"另一个句子{i}", [], float(i % 2)) for i in range(60)])
+    corpus = build_corpus([qp, sym], fraction=0.2, sentences=True)
+    roles = dict(zip(corpus.texts, corpus.roles, strict=True))
+    assert roles["问题1"] == "query" and roles["句子1"] == roles["另一个句子1"] == "query"
+    assert all(roles[t] == "passage" for t in corpus.texts if t.startswith("答案"))
+    assert set(corpus.held_out) == {"qp", "sym"} and corpus.held_out["qp"]["roles"] == ["query", "passage"]
+    held = {t for e in corpus.held_out.values() for a, p, _ in e["pairs"] for t in (a, p)}
+    assert not held & set(corpus.texts) and not held & set(corpus.sentences)
+    if passage in corpus.texts:  # the passage's record was not held out: its sentences follow the texts
+        assert "第一句话说的是天气很好。" in corpus.sentences and "第三句很短。" not in corpus.sentences  # < 8 chars
+        assert set(corpus.sentence_roles) == {"passage"}
+    assert len(set(corpus.texts)) == len(corpus.texts) and not set(corpus.texts) & set(corpus.sentences)
+    again = build_corpus([qp, sym], fraction=0.2, sentences=True)
+    assert again.fingerprint() == corpus.fingerprint()  # the split is the same on every run

@@ -225,3 +225,20 @@ def test_evaluate_with_a_second_stage_files_it_apart(tmp_path, tiny_model, tiny_
     sts = select_tasks(["STSB"])
     with pytest.raises(InputError, match="retrieval tasks only"):
         evaluate(tiny_model, sts, tmp_path, tmp_path / "out2", rescore=other)
+
+
+def test_bm25_baseline_equals_a_naive_ranking():
+    """The lexical baseline: bm25s scores over jieba words, ties by id descending, measured like every run."""
+    from m3e.evaluation.lexical import bm25_rankings
+    from m3e.search.bm25 import BM25, words
+
+    corpus = ["今天天气很好", "我喜欢吃苹果", "苹果手机很好用", "北京今天下雨", "机器学习很有趣", "天气预报说明天晴"]
+    ids = [f"d{j}" for j in (5, 1, 4, 0, 3, 2)]
+    queries = ["今天天气", "苹果", "学习"]
+    got = bm25_rankings(queries, corpus, ids)
+    index = BM25(list(range(len(corpus))), [words(t) for t in corpus])
+    for q, ranked in zip(queries, got, strict=True):
+        s = index.model.get_scores(words(q))
+        order = sorted((j for j in range(len(corpus)) if s[j] > 0),
+                       key=lambda j: (-s[j], tuple(-ord(c) for c in ids[j])))
+        assert ranked == [ids[j] for j in order]

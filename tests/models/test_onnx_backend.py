@@ -62,7 +62,7 @@ def test_changed_model_files_get_a_new_export(fresh_st):
 
 
 def test_interrupted_export_leaves_nothing_that_looks_complete(fresh_st, monkeypatch):
-    def boom(src, dst, peaks=None):
+    def boom(src, dst, peaks=None, reduce_range=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ob, "_quantize", boom)
@@ -144,3 +144,28 @@ def test_only_outlier_layers_keep_fp32_down_projections():
 def test_activation_peaks_cover_every_layer(tiny_model):
     peaks = ob.activation_peaks(tiny_model)
     assert sorted(peaks) == [0, 1] and all(v > 0 for v in peaks.values())
+
+
+@pytest.mark.parametrize(("kernels", "limit"), [("avx2", 64), ("vnni", 127)])
+def test_cpus_without_vnni_get_seven_bit_weights(fresh_st, monkeypatch, kernels, limit):
+    """AVX2's u8 x s8 pair sums saturate int16 on full-range weights: such CPUs get ONNX Runtime's reduce_range;
+    the kind of CPU is part of the export key and of export.json, so a cache is never reused across them."""
+    import onnx
+    from onnx import numpy_helper
+
+    monkeypatch.setattr(ob, "int8_kernels", lambda: kernels)
+    model = load_model(str(fresh_st), backend="onnx-int8")
+    meta = json.loads((model.onnx.path.parent / "export.json").read_text())
+    assert meta["int8_kernels"] == kernels and meta["reduce_range"] == (kernels == "avx2")
+    graph = onnx.load(str(model.onnx.path)).graph
+    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert peak <= limit and (kernels == "avx2" or peak > 64)
+    assert model.onnx.fidelity["min_cosine"] >= 0.98
+    here = ob.export_key(fresh_st, "m")
+    monkeypatch.setattr(ob, "int8_kernels", lambda: "avx2" if kernels == "vnni" else "vnni")
+    assert ob.export_key(fresh_st, "m") != here
+
+
+def test_int8_kernels_reads_this_cpu():
+    assert ob.int8_kernels() in ("vnni", "arm-dot", "avx2")

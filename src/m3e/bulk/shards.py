@@ -76,6 +76,8 @@ class Manifest:
     def open(cls, folder: Path, job: dict, resume: bool) -> Manifest:
         """A new manifest for an empty (or new) folder, or the earlier run's when resuming the same job."""
         path = folder / MANIFEST
+        if resume and not path.is_file() and not (folder.exists() and any(folder.iterdir())):
+            resume = False  # `--resume` on a first run (nothing written yet) simply starts it
         if not resume:
             if folder.exists() and any(folder.iterdir()):
                 done = ""
@@ -89,7 +91,8 @@ class Manifest:
             manifest.save()
             return manifest
         if not path.is_file():
-            raise InputError(f"{folder}: nothing to resume (no {MANIFEST}); run without --resume")
+            raise InputError(f"{folder}: nothing to resume (no {MANIFEST}) but the folder is not empty; choose a new "
+                             "folder")
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:

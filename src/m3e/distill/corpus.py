@@ -30,13 +30,15 @@ class Corpus:
 
     texts: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)  # sentences of the longer texts, not themselves a text
+    sentence_roles: list[str] = field(default_factory=list)
     sources: dict[str, int] = field(default_factory=dict)  # texts contributed per source (training side)
     # source -> {"kind": pair|triplet|scored, "pairs": [[anchor, positive, score|None], ...], "roles": [a, b]}
     held_out: dict[str, dict] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
-        for text, role in zip(self.texts, self.roles, strict=True):
+        for text, role in zip(self.texts + self.sentences, self.roles + self.sentence_roles, strict=True):
             h.update(role.encode())
             h.update(b"\x00")
             h.update(text.encode("utf-8"))
@@ -59,9 +61,12 @@ class Corpus:
 
         lines = "".join(json.dumps({"text": t, "role": r}, ensure_ascii=False) + "\n"
                         for t, r in zip(self.texts, self.roles, strict=True))
+        lines += "".join(json.dumps({"text": t, "role": r, "sentence": True}, ensure_ascii=False) + "\n"
+                         for t, r in zip(self.sentences, self.sentence_roles, strict=True))
         write_text(folder / "train.jsonl", lines)
         write_text(folder / "held_out.json", json.dumps(self.held_out, ensure_ascii=False))
-        write_text(folder / "corpus.json", json.dumps({"texts": len(self.texts), "roles": dict(Counter(self.roles)),
+        write_text(folder / "corpus.json", json.dumps({"texts": len(self.texts), "sentences": len(self.sentences),
+                                                       "roles": dict(Counter(self.roles)),
                                                        "sources": self.sources, "fingerprint": self.fingerprint(),
                                                        "held_out": {k: len(v["pairs"])
                                                                     for k, v in self.held_out.items()}}, indent=2))
@@ -72,8 +77,10 @@ class Corpus:
         with open(folder / "train.jsonl", encoding="utf-8") as fh:
             for line in fh:
                 row = json.loads(line)
-                corpus.texts.append(row["text"])
-                corpus.roles.append(row["role"])
+                texts, roles = (corpus.sentences, corpus.sentence_roles) if row.get("sentence") else \
+                    (corpus.texts, corpus.roles)
+                texts.append(row["text"])
+                roles.append(row["role"])
         corpus.held_out = json.loads((folder / "held_out.json").read_text(encoding="utf-8"))
         corpus.sources = json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["sources"]
         return corpus
@@ -84,8 +91,12 @@ def _held(source: str, anchor: str, fraction: float) -> bool:
     return int.from_bytes(digest, "little") / 2**64 < fraction
 
 
-def build_corpus(sources, fraction: float = 0.02, max_pairs: int = 500) -> Corpus:
-    """Texts of ``sources`` (objects with ``name``, ``kind``, ``doc_instruction``, ``len`` and ``batch``)."""
+SENTENCE_MIN, SPLIT_OVER = 8, 64  # characters: shortest sentence kept, shortest text split
+
+
+def build_corpus(sources, fraction: float = 0.02, max_pairs: int = 500, sentences: bool = False) -> Corpus:
+    """Texts of ``sources`` (objects with ``name``, ``kind``, ``doc_instruction``, ``len`` and ``batch``);
+    ``sentences``: also every sentence (of at least 8 characters) of texts over 64 characters, after the texts."""
     corpus = Corpus()
     held_hashes: set[int] = set()
     roles: dict[str, str] = {}  # text -> role, first seen wins (insertion order is the corpus order)
@@ -114,4 +125,18 @@ def build_corpus(sources, fraction: float = 0.02, max_pairs: int = 500) -> Corpu
     corpus.texts = list(roles)
     corpus.roles = list(roles.values())
     corpus.sources = dict(counts)
+    if sentences:
+        from m3e.search.chunking import sentence_spans
+
+        extra: dict[str, str] = {}
+        for text, role in roles.items():
+            if len(text) <= SPLIT_OVER:
+                continue
+            for s, e in sentence_spans(text):
+                piece = text[s:e].strip()
+                if len(piece) >= SENTENCE_MIN and piece != text and piece not in roles and piece not in extra \
+                        and text_hash(piece) not in held_hashes:
+                    extra[piece] = role
+        corpus.sentences = list(extra)
+        corpus.sentence_roles = list(extra.values())
     return corpus

@@ -35,7 +35,11 @@ class DistillConfig:
     min_count: int = 1  # corpus tokens seen fewer times are dropped (single characters always stay)
     tokenlearn: bool = True  # fit the token vectors to the teacher's vectors of the corpus
     held_out: float = 0.02  # share of records held out for validation
+    sentences: bool = True  # also learn from each sentence of the longer texts (passages): more, shorter targets
     max_texts: int | None = None  # cap on the texts tokenlearn trains on (a fixed-seed sample)
+    # Teacher vectors are unit length, so tokenlearn's MSE is ~1e-4 and its early stop (an absolute 1e-4
+    # improvement) ends training after 3 epochs; targets scaled by this (None: sqrt(dim)) train to convergence.
+    target_scale: float | None = None
     teacher_backend: str = "torch"
     quantize: str = "int8"  # int8 (shipped size) or float32
     seed: int = 42
@@ -81,6 +85,19 @@ def load_distill_recipe(path: Path) -> dict:
     return recipe
 
 
+def _quiet_progress() -> None:
+    """model2vec's and tokenlearn's progress bars draw only on a terminal (a log file gets our stage lines)."""
+    import functools
+
+    import model2vec.distill.inference as m2v_inference
+    import tokenlearn.pretrain as tl_pretrain
+    from tqdm import tqdm
+
+    for module in (m2v_inference, tl_pretrain):
+        if getattr(module, "tqdm", None) is tqdm:
+            module.tqdm = functools.partial(tqdm, disable=None)
+
+
 def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -113,7 +130,7 @@ def run_distill(path: Path, data_dir: Path, output: Path | None = None, resume: 
     log(f"test-overlap filter against {sum(sizes.values()):,} texts of {len(sizes)} tasks and held-back files:")
     for name, counts in report.items():
         log(f"  {name}: kept {counts['kept']:,}, dropped {counts['dropped_records']:,} records")
-    corpus = build_corpus(sources, config.held_out)
+    corpus = build_corpus(sources, config.held_out, sentences=config.sentences)
     fingerprint = corpus.fingerprint()
     saved = work / "corpus"
     if not (saved / "corpus.json").is_file() or \
@@ -121,17 +138,22 @@ def run_distill(path: Path, data_dir: Path, output: Path | None = None, resume: 
         corpus.save(saved)
     corpus = Corpus.load(saved)
     val_texts, val_roles = corpus.validation_texts()
-    log(f"corpus: {len(corpus.texts):,} distinct training texts, {len(val_texts):,} held-out texts in "
-        f"{len(corpus.held_out)} sources (fingerprint {fingerprint})")
+    log(f"corpus: {len(corpus.texts):,} distinct training texts and {len(corpus.sentences):,} sentences of the longer "
+        f"ones, {len(val_texts):,} held-out texts in {len(corpus.held_out)} sources (fingerprint {fingerprint})")
     stage("corpus", t0)
 
     # 2. the teacher's vectors (the slow stage: resumable by shard)
     t0 = time.perf_counter()
     teacher = load_model(recipe["teacher"], device="cpu", threads=threads, backend=config.teacher_backend, log=log)
-    key = {"teacher": teacher.label, "teacher_dir": teacher.provenance, "corpus": fingerprint}
-    all_texts, all_roles = corpus.texts + val_texts, corpus.roles + val_roles
+    key = {"teacher": teacher.label, "teacher_dir": teacher.provenance}
+    # Held-out texts between the whole texts and their sentences: each part's shards stay cached when another grows.
+    n, m = len(corpus.texts), len(val_texts)
+    all_texts = corpus.texts + val_texts + corpus.sentences
+    all_roles = corpus.roles + val_roles + corpus.sentence_roles
     vectors = teacher_vectors(teacher, all_texts, all_roles, work / f"teacher-{_key(key)}", key, log=log)
-    train_vec, val_vec = vectors[:len(corpus.texts)], vectors[len(corpus.texts):]
+    train_vec = np.concatenate([vectors[:n], vectors[n + m:]])
+    val_vec = vectors[n:n + m]
+    train_texts = corpus.texts + corpus.sentences
     stage("teacher vectors", t0)
 
     def teacher_encode(texts: list[str], role: str) -> np.ndarray:
@@ -148,7 +170,7 @@ def run_distill(path: Path, data_dir: Path, output: Path | None = None, resume: 
     t0 = time.perf_counter()
     plain_key = _key(fingerprint, config.pca_dims, config.sif_coefficient, config.extra_latin, config.min_count, key)
     plain_dir = work / f"plain-{plain_key}"
-    vocab_report = _distill_plain(teacher, corpus.texts, config, plain_dir, log)
+    vocab_report = _distill_plain(teacher, train_texts, config, plain_dir, log)
     stage("distill", t0)
     results["plain"] = _validate(plain_dir, corpus.held_out, val_ref)
     log(f"validation, plain distillation: {_summary(results['plain'])}")
@@ -156,9 +178,9 @@ def run_distill(path: Path, data_dir: Path, output: Path | None = None, resume: 
     chosen = plain_dir
     if config.tokenlearn:
         t0 = time.perf_counter()
-        learned_dir = work / f"tokenlearn-{_key(plain_dir.name, config.max_texts, config.seed)}"
+        learned_dir = work / f"tokenlearn-{_key(plain_dir.name, config.max_texts, config.seed, config.target_scale)}"
         if not (learned_dir / "config.json").is_file():
-            _tokenlearn(plain_dir, corpus.texts, train_vec, config, learned_dir, log)
+            _tokenlearn(plain_dir, train_texts, train_vec, config, learned_dir, log)
         stage("tokenlearn", t0)
         results["tokenlearn"] = _validate(learned_dir, corpus.held_out, val_ref)
         log(f"validation, tokenlearn: {_summary(results['tokenlearn'])}")
@@ -183,7 +205,7 @@ def run_distill(path: Path, data_dir: Path, output: Path | None = None, resume: 
     times["total"] = round(time.perf_counter() - started, 1)
     write_text(output / "report.json", json.dumps({
         "recipe": str(path), "config": asdict(config), "overlap_filter": report, "evaluation_texts": sizes,
-        "corpus": {"texts": len(corpus.texts), "by_source": corpus.sources,
+        "corpus": {"texts": len(corpus.texts), "sentences": len(corpus.sentences), "by_source": corpus.sources,
                    "held_out_pairs": {k: len(v["pairs"]) for k, v in corpus.held_out.items()}},
         "vocabulary": vocab_report, "validation": results, "seconds": times,
         "packed_bytes": sum(f.stat().st_size for f in (output / "packed").glob("*")),
@@ -228,6 +250,7 @@ def _distill_plain(teacher, texts: list[str], config: DistillConfig, folder: Pat
         from model2vec.distill import distill_from_model
     except ImportError:
         raise InputError("m3e distill needs model2vec and tokenlearn: pip install 'm3e[distill]'") from None
+    _quiet_progress()
     st = teacher.model
     hf_model, tokenizer = st[0].auto_model, st[0].tokenizer
     keep, why = choose_tokens(tokenizer, texts, extra_latin=config.extra_latin, min_count=config.min_count)
@@ -264,12 +287,17 @@ def _tokenlearn(plain_dir: Path, texts: list[str], vectors: np.ndarray, config: 
     import torch
     from model2vec import StaticModel
     from tokenizers import Tokenizer
-    from tokenlearn.train import train_model
+
+    root = logging.getLogger().level
+    from tokenlearn.train import train_model  # its import sets the root logger to INFO (logging.basicConfig)
+
+    logging.getLogger().setLevel(root)
 
     from m3e.distill.pack import folded_rows, write_model
     from m3e.utils.atomic import atomic_dir
 
-    logging.getLogger("tokenlearn").setLevel(logging.WARNING)
+    logging.getLogger("tokenlearn").setLevel(logging.INFO)  # its epoch and validation-loss lines: the progress
+    _quiet_progress()
     emb, tokenizer_json, cfg = _read_model(plain_dir)
     tokenizer = Tokenizer.from_str(_pad_first(tokenizer_json))
     model = StaticModel(vectors=emb, tokenizer=tokenizer, config=cfg, normalize=True)
@@ -278,8 +306,10 @@ def _tokenlearn(plain_dir: Path, texts: list[str], vectors: np.ndarray, config: 
     if config.max_texts:
         order = order[:config.max_texts]
     torch.manual_seed(config.seed)
-    log(f"tokenlearn: training on {len(order):,} texts")
-    trained = train_model(model, [texts[i] for i in order], vectors[order], device="cpu", pca_dims=config.pca_dims)
+    scale = config.target_scale or float(np.sqrt(vectors.shape[1]))
+    log(f"tokenlearn: training on {len(order):,} texts (targets x {scale:.2f})")
+    trained = train_model(model, [texts[i] for i in order], vectors[order] * np.float32(scale), device="cpu",
+                          pca_dims=config.pca_dims)
     with atomic_dir(folder, replace=True) as tmp:
         write_model(tmp, folded_rows(trained), trained.tokenizer.to_str(), {"tokenlearn": True})
 

@@ -112,11 +112,12 @@ def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path, rescore: Rescore |
 
 
 def evaluate(embedder, tasks: list[Task], data_dir: Path, output: Path, progress=None, cache=None,
-             show_progress: bool = False, rescore=None, candidates: int = 100) -> list[dict]:
+             show_progress: bool = False, rescore=None, candidates: int = 100, rescore_cache=None) -> list[dict]:
     """Run ``tasks`` in order, writing each result as soon as it is scored, then the summary. ``rescore``: a
     second embedder that re-scores the first's top ``candidates`` on retrieval tasks (filed as FIRST>SECOND@N)."""
     memo = EmbeddingMemo(embedder, cache, show_progress)
-    second = Rescore(EmbeddingMemo(rescore, None, show_progress), candidates) if rescore is not None else None
+    second = Rescore(EmbeddingMemo(rescore, rescore_cache, show_progress), candidates) if rescore is not None \
+        else None
     if second is not None:
         wrong = [t.name for t in tasks if t.type != "Retrieval"]
         if wrong:

@@ -38,7 +38,20 @@ def set_threads(threads: int | None = None) -> int:
 
 
 def pick_device(device: str | None) -> str:
+    """``device`` checked against this torch build (a clear error, not a CUDA traceback), or the best one."""
     if device and device != "auto":
+        try:
+            kind = torch.device(device).type
+        except (RuntimeError, ValueError):
+            raise InputError(f"unknown device '{device}'; use cpu, cuda, cuda:N, mps or auto") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"device '{device}': no CUDA GPU is usable here (torch {torch.__version__}); use "
+                             "--device cpu")
+        if kind == "cuda" and torch.device(device).index is not None and \
+                torch.device(device).index >= torch.cuda.device_count():
+            raise InputError(f"device '{device}': this machine has {torch.cuda.device_count()} CUDA device(s)")
+        if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InputError(f"device '{device}': MPS is not available here; use --device cpu")
         return device
     if torch.cuda.is_available():
         return "cuda"

@@ -27,8 +27,9 @@ import torch
 from m3e.errors import InputError, M3EError
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 MIN_MEAN_COSINE = 0.99
+MIN_MIN_COSINE = 0.98  # no single vector of the fixed set may fall further than this
 FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
 # Architectures whose attention/LayerNorm/GELU patterns ONNX Runtime's BERT optimizer fuses.
 _FUSABLE = {"bert": "bert", "xlm-roberta": "bert", "roberta": "bert", "ernie": "bert", "nezha": "bert"}
@@ -71,9 +72,31 @@ def _require_onnxruntime():
     return onnxruntime
 
 
+def int8_kernels() -> str:
+    """Which integer dot product this CPU gives ONNX Runtime's int8 MatMuls: "vnni" (AVX512-VNNI, AVX-VNNI or AMX:
+    exact int32 sums), "arm-dot" (Arm dot product), else "avx2" (u8 x s8 pairs summed into int16, which saturates
+    on large weights: such CPUs get 7-bit weights, ONNX Runtime's ``reduce_range``)."""
+    import platform
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    flags = set()
+    for line in text.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags |= set(line.split(":", 1)[1].split())
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "vnni"
+    if "asimddp" in flags or platform.machine().lower() in ("arm64", "aarch64") and not text:
+        return "arm-dot"
+    return "avx2"
+
+
 def export_key(model_dir: Path | None, name: str) -> str:
-    """A key that changes when the model's files change (path, names, sizes and modification times)."""
-    h = hashlib.sha256(f"{EXPORT_VERSION}|{name}|{model_dir}".encode())
+    """A key that changes when the model's files change (path, names, sizes and modification times) or the CPU's
+    int8 kernels do (an int8 file made for one is not reused on the other)."""
+    h = hashlib.sha256(f"{EXPORT_VERSION}|{name}|{model_dir}|{int8_kernels()}".encode())
     if model_dir is not None and model_dir.is_dir():
         for f in sorted(model_dir.rglob("*")):
             if f.is_file() and not f.name.startswith("."):
@@ -212,13 +235,17 @@ def keep_fp32(down_projections: list[str], peaks: dict[int, float]) -> list[str]
     return keep
 
 
-def _quantize(src: Path, dst: Path, peaks: dict[int, float] | None = None) -> tuple[Path, list[str]]:
+def _quantize(src: Path, dst: Path, peaks: dict[int, float] | None = None,
+              reduce_range: bool | None = None) -> tuple[Path, list[str]]:
     """Dynamic int8, weights per output channel; feed-forward down-projections fed by outliers stay fp32.
 
     Measured on the built-in model (STS-B test, 2,456 sentences): per-tensor int8 mean cosine 0.991; per
     channel 0.997 but Spearman -0.54 points; per channel with all 12 down-projections in fp32 0.9991 and -0.14
     points but 1/3 of the linear FLOPs left in fp32. The error comes from a few layers whose GELU outputs peak
     far above the others (layers 0, 4 and 5 here: 33, 66, 32 vs a median of 12), so only those stay fp32.
+
+    ``reduce_range`` (default: on CPUs without VNNI): 7-bit weights, so the int16 pair sums of AVX2's u8 x s8
+    instructions cannot saturate.
     """
     import logging
 
@@ -227,8 +254,10 @@ def _quantize(src: Path, dst: Path, peaks: dict[int, float] | None = None) -> tu
 
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its "pre-process" advice
     keep = keep_fp32(_after_activation(onnx.load(str(src), load_external_data=False)), peaks or {})
+    if reduce_range is None:
+        reduce_range = int8_kernels() == "avx2"
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                     reduce_range=reduce_range, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst, keep
 
 
@@ -298,6 +327,7 @@ def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=Non
                 files[path.name] = {"backend": kind, "bytes": path.stat().st_size,
                                     "fidelity": fidelity(embedder, runner)}
             meta = {"export_version": EXPORT_VERSION, "model": embedder.name, "model_dir": str(model_dir),
+                    "int8_kernels": int8_kernels(), "reduce_range": int8_kernels() == "avx2",
                     "input_names": input_names, "files": files, "fp32_in_int8": kept,
                     "activation_peaks": {str(k): round(v, 3) for k, v in peaks.items()},
                     "seconds": round(time.perf_counter() - start, 1),
@@ -310,10 +340,11 @@ def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=Non
     info = meta["files"][FILES[backend]]
     fid = info["fidelity"]
     floor = float(os.environ.get("M3E_ONNX_MIN_COSINE", MIN_MEAN_COSINE))
-    if fid["mean_cosine"] < floor:
+    worst = min(floor, MIN_MIN_COSINE)
+    if fid["mean_cosine"] < floor or fid["min_cosine"] < worst:
         raise M3EError(f"{backend} vectors of {embedder.name} are too far from torch fp32 (mean cosine "
-                       f"{fid['mean_cosine']:.4f} < {floor}); use --backend onnx or torch "
-                       "(or set M3E_ONNX_MIN_COSINE to accept it)")
+                       f"{fid['mean_cosine']:.4f}, min {fid['min_cosine']:.4f}; needed {floor} and {worst}); use "
+                       "--backend onnx or torch (or set M3E_ONNX_MIN_COSINE to accept it)")
     runner = OnnxTransformer(open_session(folder / FILES[backend], threads), input_names, folder / FILES[backend],
                              backend, fid)
     embedder.onnx = runner
