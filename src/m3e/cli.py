@@ -441,11 +441,11 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """OpenAI-compatible embeddings server: /v1/embeddings, /v1/models, /health, /metrics, /embed, /similarity."""
+    import os
+
     from m3e.models.resolver import resolve
     from m3e.serving.app import ServeConfig, split_spec
     from m3e.serving.server import serve as run_server
-
-    import os
 
     set_but_empty = "M3E_API_KEY" in os.environ and not os.environ["M3E_API_KEY"].strip()
     if set_but_empty or api_key is not None and any(not k.strip() for k in api_key):
@@ -600,6 +600,8 @@ def distill(
                                                 "name).")] = None,
     pca_dims: Annotated[int | None, typer.Option(min=2, help="Override: vector dimensions.")] = None,
     extra_latin: Annotated[int | None, typer.Option(min=0, help="Override: extra English tokens kept.")] = None,
+    min_count: Annotated[int | None, typer.Option(min=1, help="Override: drop corpus tokens seen fewer times.")]
+    = None,
     tokenlearn: Annotated[bool | None, typer.Option("--tokenlearn/--no-tokenlearn", help="Override: fit the "
                                                     "token vectors to the teacher's vectors.")] = None,
     quantize: Annotated[str | None, typer.Option(help="Override: int8 or float32 rows.")] = None,
@@ -620,7 +622,7 @@ def distill(
         raise InputError(f"--quantize takes int8 or float32, not '{quantize}'")
     out = run_distill(recipe, data_dir, output, resume=resume, threads=threads, log=_err, pca_dims=pca_dims,
                       extra_latin=extra_latin, tokenlearn=tokenlearn, quantize=quantize, target_scale=target_scale,
-                      sif_coefficient=sif_coefficient)
+                      sif_coefficient=sif_coefficient, min_count=min_count)
     typer.echo(f"model in {out / 'model'}; shipped form in {out / 'packed'}; report in {out / 'report.json'}")
 
 

@@ -242,3 +242,21 @@ def test_bm25_baseline_equals_a_naive_ranking():
         order = sorted((j for j in range(len(corpus)) if s[j] > 0),
                        key=lambda j: (-s[j], tuple(-ord(c) for c in ids[j])))
         assert ranked == [ids[j] for j in order]
+
+
+def test_eval_bm25_through_the_cli(tmp_path):
+    from m3e.evaluation.lexical import bm25_rankings
+    from tests.test_cli import run
+
+    task_file = tmp_path / "r.jsonl"
+    rows = [{"query": q, "pos": [p]} for q, p in [("天气怎么样", "今天天气很好"), ("苹果好吃吗", "我喜欢吃苹果"),
+                                                  ("电影", "这部电影很好看"), ("北京工作", "他在北京工作")]]
+    task_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    r = run("eval", "--task-file", str(task_file), "--bm25", "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    [result] = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*/*.json")]
+    data = task_from_file(task_file).load(tmp_path)
+    want = ranking_scores(bm25_rankings(data.queries, data.corpus, data.doc_ids), data.qrels)
+    assert result["model"] == "bm25-jieba" and result["main_score"] == pytest.approx(want["ndcg_at_10"])
+    r = run("eval", "--tasks", "STSB", "--bm25", "--data-dir", str(tmp_path), "-o", str(tmp_path / "o2"))
+    assert r.returncode == 2 and "retrieval tasks only" in r.stderr

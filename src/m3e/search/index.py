@@ -34,7 +34,7 @@ import numpy as np
 from m3e.errors import InputError, M3EError
 from m3e.search.chunking import chunk_text
 from m3e.search.documents import Document, ReadReport, iter_documents
-from m3e.utils.atomic import atomic_path, write_text
+from m3e.utils.atomic import as_if_created, atomic_path, write_text
 
 FORMAT = 1
 MANIFEST = "index.json"
@@ -116,6 +116,7 @@ class Index:
         folder.parent.mkdir(parents=True, exist_ok=True)
         if work is None:
             work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+            as_if_created(work, folder=True)
         else:
             work.mkdir(parents=True)
         passage, query = _prompt(embedder, "passage"), _prompt(embedder, "query")

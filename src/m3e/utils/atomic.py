@@ -44,6 +44,25 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def umask() -> int:
+    """This process's umask, without changing it (Linux reports it; elsewhere set-and-restore)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def as_if_created(path: Path, folder: bool) -> None:
+    """mkstemp/mkdtemp make 0600/0700 entries; what is renamed into place gets what open()/mkdir() would give."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, (0o777 if folder else 0o666) & ~umask())
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is flushed and renamed over ``target``."""
@@ -52,6 +71,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    as_if_created(tmp_path, folder=False)
     try:
         yield tmp_path
         fsync_path(tmp_path)
@@ -80,8 +100,12 @@ def atomic_dir(target: str | os.PathLike[str], replace: bool = False) -> Iterato
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    as_if_created(tmp, folder=True)
     try:
         yield tmp
+        for sub in tmp.rglob("*"):  # libraries inside write through mkstemp too (safetensors' 0600 files)
+            if not sub.is_symlink():
+                as_if_created(sub, folder=sub.is_dir())
         fsync_path(tmp)
         if replace and target.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
