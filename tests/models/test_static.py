@@ -107,6 +107,19 @@ def test_int8_rows_round_trip_within_half_a_step():
     np.testing.assert_array_equal(back[3], 0)
 
 
+def test_packed_files_round_trip_in_int8_and_float32(tmp_path):
+    from m3e.distill.pack import read_packed, write_packed
+
+    rows = np.random.default_rng(2).normal(size=(20, 8)).astype(np.float32)
+    for kind in ("int8", "float32"):
+        write_packed(tmp_path / kind, rows, '{"tok": 1}', {"dim": 8}, quantize=kind)
+        back, tok, info = read_packed(tmp_path / kind)
+        assert tok == '{"tok": 1}' and info == {"dim": 8} and back.dtype == np.float32
+        np.testing.assert_allclose(back, rows, atol=0 if kind == "float32" else np.abs(rows).max() / 254 + 1e-7)
+    assert (tmp_path / "int8" / "static.safetensors").stat().st_size < (tmp_path / "float32" / "static.safetensors"
+                                                                         ).stat().st_size
+
+
 @pytest.mark.builtin
 def test_builtin_static_model(m3e_home):
     """The shipped m3e-static-zh: unpacked on first use, equal to sentence-transformers, fast path included."""

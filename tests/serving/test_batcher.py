@@ -168,3 +168,44 @@ def test_worker_trims_the_heap_after_batches(tiny_model):
     if b.trimmer.supported:
         wait_for(lambda: b.trimmer.trims >= 1)
     b.stop()
+
+
+def _big_request(model, n=120):
+    texts = [f"{t} {i}" for i, t in enumerate(["今天天气很好", "我喜欢吃苹果", "机器学习很有趣"] * (n // 3))]
+    return texts, model.prepare(texts)
+
+
+def test_a_large_request_is_sliced_and_never_holds_the_worker(tiny_model):
+    """A request larger than one round is embedded a slice per round and requeued behind the requests that came
+    meanwhile: a one-sentence request submitted after it finishes first; vectors equal one unsliced call."""
+    gated = Gated(tiny_model)
+    b = Batcher(gated, name="tiny", max_batch_tokens=64)  # a round is 256 tokens: ~20 of these units
+    texts, big_p = _big_request(tiny_model)
+    order: list[str] = []
+    big = b.submit(big_p.units)
+    big.future.add_done_callback(lambda f: order.append("big"))
+    assert gated.entered.wait(10)  # round 1 (the first slice of the big request) is in the model
+    small_p = tiny_model.prepare(["他在北京工作"])
+    small = b.submit(small_p.units)
+    small.future.add_done_callback(lambda f: order.append("small"))
+    gated.gate.set()
+    got_small = tiny_model.combine(small_p, small.future.result(30))
+    got_big = tiny_model.combine(big_p, big.future.result(30))
+    assert order == ["small", "big"]
+    assert len(gated.calls) >= len(big_p.units) * 12 // 256 and max(gated.calls) < len(big_p.units)
+    np.testing.assert_allclose(got_big, tiny_model.encode(texts), atol=1e-5)
+    np.testing.assert_allclose(got_small, tiny_model.encode(["他在北京工作"]), atol=1e-5)
+    b.stop()
+
+
+def test_an_abandoned_large_request_stops_being_embedded(tiny_model):
+    gated = Gated(tiny_model)
+    b = Batcher(gated, name="tiny", max_batch_tokens=64)
+    _, big_p = _big_request(tiny_model)
+    big = b.submit(big_p.units)
+    assert gated.entered.wait(10)
+    big.cancelled = True  # the client disconnected during the first slice
+    gated.gate.set()
+    wait_for(lambda: b.depth() == 0 and big.future.done())
+    b.stop()
+    assert len(gated.calls) == 1 and gated.calls[0] < len(big_p.units)  # the other slices were never embedded

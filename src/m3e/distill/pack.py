@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-PACKED = "static_int8.safetensors"
+PACKED = "static.safetensors"
 PROMPTS = {"query": "", "passage": ""}  # the family's prompt names; a static model adds nothing for either
 
 
@@ -33,12 +33,19 @@ def dequantize_rows(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return q.astype(np.float32) * scales[:, None].astype(np.float32)
 
 
-def write_packed(folder: Path, embeddings: np.ndarray, tokenizer_json: str, config: dict) -> Path:
+def write_packed(folder: Path, embeddings: np.ndarray, tokenizer_json: str, config: dict,
+                 quantize: str = "int8") -> Path:
+    """The shipped files: rows as int8 + one scale per row (or as float32), the tokenizer, the model's facts."""
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    q, scales = quantize_rows(embeddings)
-    save_file({"embeddings": q, "scales": scales}, str(folder / PACKED))
+    if quantize == "int8":
+        q, scales = quantize_rows(embeddings)
+        save_file({"embeddings": q, "scales": scales}, str(folder / PACKED))
+    elif quantize == "float32":
+        save_file({"embeddings": np.ascontiguousarray(embeddings, dtype=np.float32)}, str(folder / PACKED))
+    else:
+        raise ValueError(f"quantize is int8 or float32, not {quantize!r}")
     (folder / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
     (folder / "static_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     return folder
@@ -48,7 +55,8 @@ def read_packed(folder: Path) -> tuple[np.ndarray, str, dict]:
     from safetensors.numpy import load_file
 
     tensors = load_file(str(folder / PACKED))
-    return (dequantize_rows(tensors["embeddings"], tensors["scales"]),
+    rows = tensors["embeddings"]
+    return (dequantize_rows(rows, tensors["scales"]) if "scales" in tensors else rows.astype(np.float32),
             (folder / "tokenizer.json").read_text(encoding="utf-8"),
             json.loads((folder / "static_config.json").read_text(encoding="utf-8")))
 

@@ -41,7 +41,7 @@ class DistillConfig:
     # improvement) ends training after 3 epochs; targets scaled by this (None: sqrt(dim)) train to convergence.
     target_scale: float | None = None
     teacher_backend: str = "torch"
-    quantize: str = "int8"  # int8 (shipped size) or float32
+    quantize: str = "int8"  # int8 (shipped size) or float32 rows in the packed file
     seed: int = 42
 
 
@@ -145,7 +145,9 @@ def run_distill(path: Path, data_dir: Path, output: Path | None = None, resume: 
     # 2. the teacher's vectors (the slow stage: resumable by shard)
     t0 = time.perf_counter()
     teacher = load_model(recipe["teacher"], device="cpu", threads=threads, backend=config.teacher_backend, log=log)
-    key = {"teacher": teacher.label, "teacher_dir": teacher.provenance}
+    from m3e.models.fingerprint import model_fingerprint
+
+    key = {"teacher": teacher.label, "fingerprint": model_fingerprint(teacher)}  # a retrained teacher: new vectors
     # Held-out texts between the whole texts and their sentences: each part's shards stay cached when another grows.
     n, m = len(corpus.texts), len(val_texts)
     all_texts = corpus.texts + val_texts + corpus.sentences
@@ -194,10 +196,8 @@ def run_distill(path: Path, data_dir: Path, output: Path | None = None, resume: 
     info = {"name": recipe.get("name"), "teacher": recipe["teacher"], "dim": int(embeddings.shape[1]),
             "vocabulary": int(embeddings.shape[0]), "quantize": config.quantize, "corpus": fingerprint}
     with atomic_dir(output / "packed", replace=True) as tmp:
-        if config.quantize == "int8":
-            write_packed(tmp, embeddings, tokenizer_json, info)
-    if config.quantize == "int8":
-        embeddings, tokenizer_json, _ = read_packed(output / "packed")
+        write_packed(tmp, embeddings, tokenizer_json, info, quantize=config.quantize)
+    embeddings, tokenizer_json, _ = read_packed(output / "packed")
     with atomic_dir(output / "model", replace=True) as tmp:
         write_model(tmp, embeddings, tokenizer_json, {"m3e": info}, card=recipe.get("description"))
     results["shipped"] = _validate(output / "model", corpus.held_out, val_ref)

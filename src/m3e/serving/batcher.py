@@ -1,10 +1,13 @@
 """Dynamic batching under supervision: one inference worker per model merges queued requests into
 length-sorted, token-budgeted batches, and a supervisor keeps a worker alive.
 
-Requests are tokenized in the handler; the worker takes every queued request up to a token budget, drops those
-whose client has gone, embeds all their units in one :meth:`Embedder.embed_units` call (which sorts by length
-and cuts batches by the budget) and hands each request its rows. An exception fails only that batch's
-requests. If the worker thread itself ever dies, the requests it held fail, the supervisor starts a new one
+Requests are tokenized in the handler; each round the worker takes units from the queued requests in order up to
+a round budget (a few batches' tokens), drops requests whose client has gone, embeds the round's units in one
+:meth:`Embedder.embed_units` call (which sorts by length and cuts batches by the budget) and hands each finished
+request its rows. A request larger than one round is embedded a slice per round and goes back to the end of the
+queue in between: a 2,048-text request never holds the worker for minutes while one-sentence requests wait, and
+if its client leaves, its remaining slices are never embedded. An exception fails only that round's requests.
+If the worker thread itself ever dies, the requests it held fail, the supervisor starts a new one
 (counted in ``m3e_worker_restarts``), and :meth:`Batcher.alive` is false meanwhile (``/health`` says 503).
 """
 
@@ -22,6 +25,7 @@ import torch
 from ..utils.memory import HeapTrimmer
 
 log = logging.getLogger("m3e.serve")
+ROUND_SECONDS = 0.5  # the work one round of the worker holds it for, at the measured speed
 
 
 class QueueFull(Exception):
@@ -42,9 +46,22 @@ class Job:
     future: Future = field(default_factory=Future)
     cancelled: bool = False
     tokens: int = 0
+    done: int = 0  # units embedded so far (a large request is embedded a slice per round)
+    rows: list = field(default_factory=list)  # the embedded slices, in order
 
     def __post_init__(self) -> None:
         self.tokens = sum(len(u) + 2 for u in self.units)
+
+    @property
+    def gone(self) -> bool:
+        return self.cancelled or self.future.cancelled()
+
+
+@dataclass
+class Slice:
+    job: Job
+    start: int
+    end: int
 
 
 def settle(future: Future, result=None, error: BaseException | None = None) -> bool:
@@ -73,6 +90,7 @@ class Batcher:
         self.budget = budget  # a TokenBudget to feed the throughput estimate, or None
         self.restart_delay = restart_delay
         self.restarts = 0
+        self._rate = 0.0  # tokens embedded per second, smoothed (sizes the rounds)
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -141,62 +159,86 @@ class Batcher:
         if self.metrics is not None:
             self.metrics.queue_depth.labels(self.name).set(len(self._queue))
 
-    def _take(self) -> list[Job]:
+    @property
+    def round_tokens(self) -> int:
+        """Tokens embedded per round: about ``ROUND_SECONDS`` of work at the measured speed (so a request arriving
+        now, or a client leaving now, waits at most that long), between one batch's and four batches' budget."""
+        if self._rate <= 0:
+            return self.max_batch_tokens
+        return int(min(4 * self.max_batch_tokens, max(256, self._rate * ROUND_SECONDS)))
+
+    def _take(self) -> list[Slice]:
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
-            jobs: list[Job] = []
-            budget = 0
-            # A few batches' worth per round: enough to sort lengths across requests, small enough that the
-            # first requests in line are not held back by a long queue.
-            while self._queue and (not jobs or budget + self._queue[0].tokens <= 4 * self.max_batch_tokens):
+            taken: list[Slice] = []
+            unfinished: list[Job] = []
+            room = self.round_tokens
+            while self._queue and room > 0:
                 job = self._queue.popleft()
-                if job.cancelled or job.future.cancelled():
+                if job.gone:
                     if self.metrics is not None:
                         self.metrics.dropped.labels(self.name).inc()
                     job.future.cancel()
                     continue
-                jobs.append(job)
-                budget += job.tokens
+                end = job.done
+                while end < len(job.units) and (end == job.done and not taken or len(job.units[end]) + 2 <= room):
+                    room -= len(job.units[end]) + 2
+                    end += 1
+                if end == job.done:  # not even one unit fits what is left of this round
+                    self._queue.appendleft(job)
+                    break
+                taken.append(Slice(job, job.done, end))
+                if end < len(job.units):
+                    unfinished.append(job)
+            self._queue.extend(unfinished)  # the rest of a large request waits behind the requests now queued
             self._gauge()
-            return jobs
+            return taken
 
     def _run(self) -> None:
-        jobs: list[Job] = []
+        taken: list[Slice] = []
         try:
             while True:
-                jobs = self._take()
-                if not jobs:
+                taken = self._take()
+                if not taken:
                     if self._stopping and not self._queue:
                         return
                     continue
-                self._embed(jobs)
-                jobs = []
+                self._embed(taken)
+                taken = []
                 self.trimmer.maybe_trim()
         finally:  # the worker is dying (BaseException, or a bug above): the requests it held must not hang
-            for job in jobs:
-                settle(job.future, error=WorkerDied(f"the inference worker for {self.name} stopped"))
+            for piece in taken:
+                piece.job.cancelled = True  # its other slices (queued) are dropped by the next worker
+                settle(piece.job.future, error=WorkerDied(f"the inference worker for {self.name} stopped"))
 
-    def _embed(self, jobs: list[Job]) -> None:
-        units = [u for job in jobs for u in job.units]
+    def _embed(self, taken: list[Slice]) -> None:
+        units = [u for piece in taken for u in piece.job.units[piece.start:piece.end]]
         start = time.perf_counter()
         try:
             pooled = self.embedder.embed_units(units, self.batch_size, self.max_batch_tokens)
-        except Exception as exc:  # noqa: BLE001 - only this batch's requests fail; the worker goes on
+        except Exception as exc:  # noqa: BLE001 - only this round's requests fail; the worker goes on
             log.exception("embedding a batch of %d texts for %s failed", len(units), self.name)
             if self.metrics is not None:
                 self.metrics.batch_errors.labels(self.name).inc()
-            for job in jobs:
-                settle(job.future, error=exc)
+            for piece in taken:
+                piece.job.cancelled = True  # a failed request's other slices are not embedded
+                settle(piece.job.future, error=exc)
             return
-        tokens = sum(job.tokens for job in jobs)
+        tokens = sum(len(u) + 2 for u in units)
+        rate = tokens / max(time.perf_counter() - start, 1e-6)
+        self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
         if self.metrics is not None:
             self.metrics.batch_inputs.labels(self.name).observe(len(units))
             self.metrics.tokens.labels(self.name).inc(tokens)
         if self.budget is not None:
             self.budget.observe(tokens, time.perf_counter() - start)
         offset = 0
-        for job in jobs:
-            rows = pooled[offset:offset + len(job.units)]
-            offset += len(job.units)
-            settle(job.future, torch.as_tensor(rows))
+        for piece in taken:
+            job, n = piece.job, piece.end - piece.start
+            job.rows.append(torch.as_tensor(pooled[offset:offset + n]))
+            job.done = piece.end
+            offset += n
+            if job.done == len(job.units):
+                settle(job.future, job.rows[0] if len(job.rows) == 1 else torch.cat(job.rows))
+                job.rows = []
