@@ -3,14 +3,20 @@ either the old version or the new one.
 
 Write into a temporary path beside the target, flush it to disk (fsync of the file, or of every file in a
 folder), rename it over the target, then fsync the parent folder so the rename itself survives a power cut.
+
+Temporary names carry the writer's PID (``.NAME.<pid>.<random>.tmp``, ``.old`` for a folder being swapped out),
+so the next write of the same target removes what a killed writer left (its PID is gone) and never touches a live
+writer's files; a folder swap killed between its two renames gets the old folder back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,12 +69,63 @@ def as_if_created(path: Path, folder: bool) -> None:
         os.chmod(path, (0o777 if folder else 0o666) & ~umask())
 
 
+LEGACY_AGE = 24 * 3600  # seconds: a temporary name without a PID (older m3e) this old is abandoned
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files and folders a killed writer of ``target`` left beside it (restoring the old
+    folder of an interrupted swap first); returns what was removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:(\d+)\.)?[^/]*\.(tmp|old)$")
+    removed = []
+    now = time.time()
+    for entry in sorted(target.parent.iterdir()):
+        m = pattern.match(entry.name)
+        if not m:
+            continue
+        pid = m.group(1)
+        try:
+            if pid is not None and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+            if pid is None and now - entry.lstat().st_mtime < LEGACY_AGE:
+                continue
+            if pid is not None and int(pid) == os.getpid():
+                continue  # this process's own writer, still running (a thread)
+            if m.group(2) == "old" and not target.exists() and (entry / target.name).exists():
+                os.replace(entry / target.name, target)  # a swap killed between its renames: the old one back
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+        except OSError:
+            continue
+    return removed
+
+
+def _prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is flushed and renamed over ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    clean_stale(target)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(target), suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     as_if_created(tmp_path, folder=False)
@@ -99,7 +156,8 @@ def atomic_dir(target: str | os.PathLike[str], replace: bool = False) -> Iterato
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    clean_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent))
     as_if_created(tmp, folder=True)
     try:
         yield tmp
@@ -108,7 +166,7 @@ def atomic_dir(target: str | os.PathLike[str], replace: bool = False) -> Iterato
                 as_if_created(sub, folder=sub.is_dir())
         fsync_path(tmp)
         if replace and target.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            aside = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=target.parent))
             os.replace(target, aside / target.name)
             os.replace(tmp, target)
             _fsync_dir(target.parent)
