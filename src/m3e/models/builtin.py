@@ -36,13 +36,24 @@ class BuiltinModel:
             return False
 
     def ensure(self) -> Path:
-        """The converted folder, converting it first if missing or stale."""
-        if not self.is_ready():
-            import shutil
+        """The converted folder, converting it first if missing or stale. First use is serialized by a file lock:
+        two processes starting at once (two training ranks, two servers) build it once, and the second waits."""
+        if self.is_ready():
+            return self.folder
+        import fcntl
+        import shutil
 
-            if self.folder.exists():
-                shutil.rmtree(self.folder)
-            self.build(self.folder)
+        locks = self.folder.parent / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{self.name}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                if not self.is_ready():  # another process may have built it while we waited
+                    if self.folder.exists():
+                        shutil.rmtree(self.folder)
+                    self.build(self.folder)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
         return self.folder
 
 
