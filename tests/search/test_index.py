@@ -107,7 +107,7 @@ def test_add_replaces_a_changed_file_and_remove_by_folder_and_id(corpus, tmp_pat
     assert [r[0] for r in index._db.execute("SELECT DISTINCT source FROM chunks")] == [str(corpus / "rivers.txt")]
     assert all(h.source.endswith("rivers.txt") for h in index.search("北京", k=3))
     files = sorted(p.name for p in (tmp_path / "ix").iterdir())
-    assert files == ["chunks-3.sqlite", "index.json", "vectors-3.usearch"]
+    assert files == ["chunks-3.sqlite", "index.json", "index.readers.lock", "vectors-3.usearch"]
 
 
 def test_interrupted_build_leaves_no_index_and_resumes_from_its_last_shard(corpus, tmp_path, tiny_model, monkeypatch):
@@ -142,7 +142,7 @@ def test_interrupted_build_leaves_no_index_and_resumes_from_its_last_shard(corpu
     q = tiny_model.encode(["北京"], prompt_name="query")
     assert [h[0] for h in resumed.dense(q, 10, exact=True)[0]] == [h[0] for h in whole.dense(q, 10, exact=True)[0]]
     assert sorted(p.name for p in (tmp_path / "b" / "ix").iterdir()) == ["chunks-1.sqlite", "index.json",
-                                                                         "vectors-1.usearch"]
+                                                                         "index.readers.lock", "vectors-1.usearch"]
 
 
 def test_killed_update_keeps_the_old_index(corpus, tmp_path, tiny_model, monkeypatch):
@@ -221,3 +221,45 @@ def test_hybrid_search_brings_the_keyword_match(corpus, tmp_path, tiny_model):
     # the words are kept in SQLite once computed
     db = sqlite3.connect(tmp_path / "ix" / "chunks-1.sqlite")
     assert db.execute("SELECT COUNT(*) FROM chunks WHERE words IS NULL").fetchone()[0] == 0
+
+
+UPDATER = r"""
+import sys
+from pathlib import Path
+from m3e import load_model
+from m3e.search.index import Index
+from m3e.search.documents import Document
+
+folder, model, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+embedder = load_model(model)
+for i in range(rounds):
+    with Index.open_for_update(folder, embedder) as index:
+        index.add([Document(text=f"第{i}次更新：今天天气很好。", source=f"u{i}", doc_id=f"u{i}")])
+print("done", flush=True)
+"""
+
+
+def test_readers_never_see_an_empty_or_missing_generation_while_another_process_updates(corpus, tmp_path,
+                                                                                          tiny_st_dir, tiny_model):
+    """A reader loading and searching in a loop while another process commits 50 updates: every load finds its
+    generation's files (read-only SQLite, shared readers' lock) and every search answers."""
+    import subprocess
+    import sys
+
+    build(corpus, tmp_path, tiny_model)
+    proc = subprocess.Popen([sys.executable, "-c", UPDATER, str(tmp_path / "ix"), str(tiny_st_dir), "50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    loads, generations = 0, set()
+    while proc.poll() is None or loads < 5:
+        index = Index.load(tmp_path / "ix", tiny_model)
+        hits = index.search("今天天气", k=3)
+        count = index._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        assert hits and count == index.manifest["chunks"], (index.manifest["generation"], count)
+        generations.add(index.manifest["generation"])
+        index.close()
+        loads += 1
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "done" in out, err
+    assert len(generations) > 1  # the reader really ran across updates
+    final = Index.load(tmp_path / "ix", tiny_model)
+    assert final._db.execute("SELECT COUNT(*) FROM chunks WHERE source LIKE 'u%'").fetchone()[0] == 50

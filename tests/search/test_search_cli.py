@@ -127,7 +127,7 @@ def test_two_concurrent_index_adds_both_land(tmp_path, tiny_st_dir):
     sources = {Path(r[0]).name for r in index._db.execute("SELECT DISTINCT source FROM chunks")}
     assert sources == {"a.txt", "b.txt", "c.txt"} and index.manifest["generation"] == 3
     assert sorted(p.name for p in ix.iterdir()) == ["chunks-3.sqlite", "index.json", "index.lock",
-                                                    "vectors-3.usearch"]
+                                                    "index.readers.lock", "vectors-3.usearch"]
 
 
 def test_index_build_resume_after_kill_9(tmp_path, tiny_st_dir):

@@ -43,6 +43,7 @@ PROBE_MIN_COSINE = 0.99
 EXACT_BELOW = 20_000  # chunks; at or above it searches use the HNSW graph unless told otherwise
 SHARD = 8192  # chunks embedded and committed together
 LOCK = "index.lock"  # held while a process updates the index (open_for_update)
+READERS = "index.readers.lock"  # shared while a reader opens a generation's files, exclusive while one is removed
 BUILD_STATE = "build-state.json"  # a build in progress: its job and the shards it has committed
 BUILD_PART = "build-part-"  # a committed shard's chunk ids and vectors, until the build is saved
 _SCHEMA = """
@@ -197,26 +198,25 @@ class Index:
         if not path.is_file():
             hint = " (an interrupted build leaves no index; run it again)" if folder.exists() else ""
             raise InputError(f"{folder} is not an m3e index: no {MANIFEST}{hint}")
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: unreadable manifest ({exc})") from None
-        if manifest.get("format") != FORMAT:
-            raise InputError(f"{path}: index format {manifest.get('format')} is not the {FORMAT} this m3e reads")
-        gen = manifest["generation"]
-        for name in (f"chunks-{gen}.sqlite", f"vectors-{gen}.usearch"):
-            if not (folder / name).is_file():
-                raise InputError(f"{folder}: {name} named by {MANIFEST} is missing; the index is damaged")
-        _remove_orphans(folder, gen, older_only=True)  # newer ones may be another process's update
+        manifest = _read_manifest(path)
         if embedder is None:
             from m3e.models.resolver import load_model
 
             embedder = load_model(model or manifest["model"], **load_kwargs)
-        check_model(manifest, embedder, folder)
         from usearch.index import Index as Vectors
 
-        vectors = Vectors.restore(str(folder / f"vectors-{gen}.usearch"))
-        db = sqlite3.connect(folder / f"chunks-{gen}.sqlite")
+        # The manifest and the files it names are read under the shared readers' lock: an update removes the
+        # previous generation only under the exclusive one, so a reader never finds its files gone (and SQLite
+        # opens read-only: a missing file is an error, never a new empty database).
+        with _readers_lock(folder, exclusive=False):
+            manifest = _read_manifest(path)
+            gen = manifest["generation"]
+            for name in (f"chunks-{gen}.sqlite", f"vectors-{gen}.usearch"):
+                if not (folder / name).is_file():
+                    raise InputError(f"{folder}: {name} named by {MANIFEST} is missing; the index is damaged")
+            vectors = Vectors.restore(str(folder / f"vectors-{gen}.usearch"))
+            db = sqlite3.connect(f"{(folder / f'chunks-{gen}.sqlite').resolve().as_uri()}?mode=ro", uri=True)
+        check_model(manifest, embedder, folder)
         return cls(folder, manifest, embedder, folder, db, vectors)
 
     @classmethod
@@ -230,6 +230,9 @@ class Index:
         with open(folder / LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                gen = _read_manifest(folder / MANIFEST)["generation"]
+                with _readers_lock(folder, exclusive=True):  # what a killed update left: newer or older files
+                    _remove_orphans(folder, gen)
                 index = cls.load(folder, embedder, **load_kwargs)
                 try:
                     yield index
@@ -384,7 +387,8 @@ class Index:
             os.replace(self._work, self.folder)
             self._work = self.folder
             self._db = sqlite3.connect(self.folder / f"chunks-{gen}.sqlite")
-        _remove_orphans(self.folder, gen)
+        with _readers_lock(self.folder, exclusive=True):  # no reader is between its manifest and its files
+            _remove_orphans(self.folder, gen)
         self._dirty = False
         return self.folder
 
@@ -524,16 +528,42 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _remove_orphans(folder: Path, gen: int, older_only: bool = False) -> None:
-    """Files of other generations: replaced by a saved update, or left by one that was killed."""
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable manifest ({exc})") from None
+    if manifest.get("format") != FORMAT:
+        raise InputError(f"{path}: index format {manifest.get('format')} is not the {FORMAT} this m3e reads")
+    return manifest
+
+
+@contextlib.contextmanager
+def _readers_lock(folder: Path, exclusive: bool):
+    """flock on the index's readers' lock file; an index on a read-only disk (no updates possible) needs none."""
+    try:
+        fh = open(folder / READERS, "a")  # noqa: SIM115 - held for the block
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def _remove_orphans(folder: Path, gen: int) -> None:
+    """Files of other generations: replaced by a saved update, or left by one that was killed (callers hold the
+    update lock, and the readers' lock exclusively)."""
     for f in folder.iterdir():
         stem, _, _ = f.name.partition(".")
         kind, _, number = stem.partition("-")
         if kind not in ("chunks", "vectors") or not number.isdigit() or int(number) == gen:
             continue
-        if int(number) < gen or not older_only:
-            with contextlib.suppress(OSError):
-                f.unlink()
+        with contextlib.suppress(OSError):
+            f.unlink()
 
 
 def _fingerprint_inputs(inputs) -> str:
