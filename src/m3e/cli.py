@@ -36,11 +36,15 @@ def _load(model: str | None, device: str | None, threads: int | None, trust: boo
     return load_model(model, device=device, threads=threads, trust_remote_code=trust, backend=backend, log=_err)
 
 
+def _role_prompt(embedder, role: str) -> str | None:
+    from m3e.models.encoder import role_prompt
+
+    return role_prompt(embedder, role)
+
+
 def _symmetric_prompt(embedder, prompt_name: str | None) -> str | None:
     """For sentence-to-sentence comparison use the model's 'query' prompt when it has one (e5 style)."""
-    if prompt_name:
-        return prompt_name
-    return "query" if "query" in embedder.prompts else None
+    return prompt_name or _role_prompt(embedder, "query")
 
 
 @app.command()
@@ -244,7 +248,7 @@ def demo(
     similarity_table(SENTENCES, vectors @ vectors.T, title="1. sentence similarity (Chinese + English)")
 
     docs = corpus()
-    passage = "passage" if "passage" in embedder.prompts else None
+    passage = _role_prompt(embedder, "passage")
     doc_vecs = embedder.encode([d["text"] for d in docs], prompt_name=passage)
     query_vecs = embedder.encode(QUERIES, prompt_name=_symmetric_prompt(embedder, None))
     console.print(f"\n[bold]2. semantic search[/bold] over {len(docs)} sample passages (top {top_k})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from m3e.data.texts import read_texts
@@ -54,10 +56,37 @@ def test_csv_and_tsv(tmp_path):
         read_texts(f)
 
 
-def test_not_utf8_and_missing(tmp_path):
+def test_gbk_reads_and_undecodable_and_missing_are_named(tmp_path):
     f = tmp_path / "gbk.txt"
     f.write_bytes("第一行\n第二行".encode("gbk"))
-    with pytest.raises(InputError, match=r"gbk.txt:1: not valid UTF-8"):
+    assert read_texts(f).texts == ["第一行", "第二行"]
+    f.write_bytes("第一行\n".encode() + "第二行".encode("gbk") + b"\n")
+    with pytest.raises(InputError, match=r"gbk.txt:2: not valid UTF-8"):
         read_texts(f)
     with pytest.raises(InputError, match="file not found"):
         read_texts(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030", "gbk"])
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])
+def test_every_reader_reads_a_file_the_same(tmp_path, encoding, suffix):
+    """One encoding rule: bulk encode's reader, the text reader and the index build's document reader agree."""
+    from m3e.data.streams import Reader
+    from m3e.search.documents import ReadReport, iter_documents
+
+    texts = ["第一行：深度学习", "second line, English", "混合 mixed 文本 😀"]
+    f = tmp_path / f"corpus{suffix}"
+    if suffix == ".txt":
+        body = "\n".join(texts) + "\n"
+    elif suffix == ".jsonl":
+        body = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+    else:
+        body = "text\n" + "".join(f'"{t}"\n' for t in texts)
+    if encoding == "gbk":
+        body = body.replace("😀", "")
+        texts = [t.replace("😀", "") for t in texts]
+    f.write_bytes(body.encode(encoding))
+    assert [r.text for r in Reader().file_records(f)] == texts
+    assert read_texts(f).texts == texts
+    docs = [d.text for d in iter_documents([f], ReadReport())]
+    assert docs == (["\n".join(texts) + "\n"] if suffix == ".txt" else texts)

@@ -54,6 +54,19 @@ def test_prompts_by_name_and_literal(tiny_model):
         tiny_model.encode(["x"], prompt_name="nope")
 
 
+def test_one_prompt_rule(tiny_model):
+    """Role prompts follow the model; training instructions are names or literal text, never a mistyped name."""
+    from m3e.models.encoder import prompt_text, role_prompt
+
+    assert role_prompt(tiny_model, "query") == "query" and role_prompt(tiny_model, "passage") == "passage"
+    assert prompt_text(tiny_model, "query") == tiny_model.prompts["query"]
+    assert prompt_text(tiny_model, "Represent this sentence: ") == "Represent this sentence: "
+    assert prompt_text(tiny_model, "为这个句子生成表示：") == "为这个句子生成表示："
+    assert prompt_text(tiny_model, None) == ""
+    with pytest.raises(InputError, match="no prompt named 'qurey'.*passage, query"):
+        prompt_text(tiny_model, "qurey")
+
+
 def test_single_string_returns_vector(tiny_model):
     assert tiny_model.encode("你好").shape == (tiny_model.dim,)
 

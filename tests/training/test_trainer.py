@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from m3e.errors import InputError
 from m3e.evaluation.types.retrieval import retrieval_scores
 from m3e.training import FineTuner
+from m3e.training.trainer import TrainConfig
 from tests.conftest import SAMPLE
 
 CHARS = sorted({c for s in SAMPLE for c in s if "\u4e00" <= c <= "\u9fff"})
@@ -354,3 +355,19 @@ def test_keep_geometry_holds_the_untaught_cosines(tiny_st_dir, tmp_path, lora):
     with pytest.raises(InputError, match="dropout must be in"):
         FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
             output=str(tmp_path / "bad"), batch_size=8, dropout=1.5, progress=False)
+
+
+@pytest.mark.parametrize(("field", "value"), [("instruction", "qurey"), ("doc_instruction", "pasage")])
+def test_an_unknown_prompt_name_is_refused_before_training(tiny_st_dir, tmp_path, field, value):
+    """A typo of a prompt name is an error naming the model's prompts; literal instructions still work."""
+    from m3e.data.records import Record, Source
+
+    records = [Record(r["query"], r["positive"]) for r in toy_pairs(16)]
+    bad = Source(name="toy", kind="pair", records=records, **{field: value})
+    tuner = FineTuner.from_pretrained(str(tiny_st_dir), [bad], device="cpu")
+    with pytest.raises(InputError, match=f"source toy: {field}: .*no prompt named '{value}'.*passage, query"):
+        tuner.run(output=str(tmp_path / "out"), epochs=1, batch_size=8, progress=False)
+    assert not (tmp_path / "out" / "model").exists()
+    literal = Source(name="toy", kind="pair", records=records, **{field: "为这个句子生成表示："})
+    prefixes = FineTuner.from_pretrained(str(tiny_st_dir), [literal], device="cpu")._prefixes(literal, TrainConfig())
+    assert "为这个句子生成表示：" in prefixes

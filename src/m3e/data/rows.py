@@ -14,6 +14,22 @@ from pathlib import Path
 
 from m3e.errors import InputError
 
+SNIFF_BYTES = 1 << 16
+
+
+def sniff_encoding(head: bytes) -> str:
+    """``utf-8`` or ``gb18030`` for a file that starts with ``head`` (its first bytes; a character cut at the end
+    is allowed): the one rule for files without a declared encoding, so a GBK file reads the same everywhere."""
+    cut = ("unexpected end of data", "incomplete multibyte sequence")
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            head.decode(encoding)
+            return encoding
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(head) - 3 and exc.reason in cut:
+                return encoding
+    return "utf-8"  # neither: the reader reports the first bad line as not UTF-8
+
 
 def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers."""

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from m3e.data.rows import SNIFF_BYTES, sniff_encoding
 from m3e.errors import InputError
 
 SUFFIXES = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
@@ -104,6 +105,7 @@ class Reader:
         self.skip_bad = skip_bad  # every kind of bad row is skipped and counted
         self.skip_empty = skip_empty or skip_bad  # empty texts and lines only (the rest still stops the read)
         self.report = report if report is not None else SkipReport()
+        self._encoding = "utf-8"  # of the file being read (sniff_encoding)
 
     def records(self, files: list[Path]) -> Iterator[TextRecord]:
         for path in files:
@@ -121,6 +123,8 @@ class Reader:
         except OSError as exc:
             raise InputError(f"{path}: cannot read ({exc.strerror})") from None
         with handle:
+            self._encoding = sniff_encoding(handle.read(SNIFF_BYTES))
+            handle.seek(0)
             if kind == "txt":
                 yield from self._txt(path, handle)
             elif kind == "jsonl":
@@ -137,16 +141,19 @@ class Reader:
         self.report.add(reason, where)
 
     def _lines(self, path: Path, handle, keep_end: bool = False) -> Iterator[tuple[int, str | None, int]]:
-        """(line number, text or None when not UTF-8, bytes) for every line; the UTF-8 BOM is dropped; the line
-        end is kept with ``keep_end`` (CSV fields may span lines)."""
+        """(line number, text or None when undecodable, bytes) for every line, in the file's encoding (UTF-8, or
+        GB18030 when its start is not UTF-8 but is GB18030); the UTF-8 BOM is dropped; the line end is kept with
+        ``keep_end`` (CSV fields may span lines)."""
+        encoding = self._encoding
         for no, raw in enumerate(handle, 1):
             size = len(raw)
             if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode(encoding)
             except UnicodeDecodeError as exc:
-                self._bad(f"{path}:{no}", "not valid UTF-8", f" (byte {exc.start} of the line)")
+                name = "UTF-8" if encoding == "utf-8" else "GB18030 (as the file's start is)"
+                self._bad(f"{path}:{no}", f"not valid {name}", f" (byte {exc.start} of the line)")
                 yield no, None, size
                 continue
             yield no, line if keep_end else line.rstrip("\n").removesuffix("\r"), size

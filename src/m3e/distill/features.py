@@ -31,7 +31,7 @@ def shard_name(key: dict, k: int, texts: list[str], roles: list[str]) -> str:
 def teacher_vectors(embedder, texts: list[str], roles: list[str], folder: Path, key: dict,
                     log: Callable[[str], None] = print) -> np.ndarray:
     """(len(texts), dim) float32 vectors of ``texts`` under each one's role prompt, cached in ``folder``."""
-    from m3e.models.encoder import named_prompt
+    from m3e.models.encoder import named_prompt, role_prompt
     from m3e.utils.atomic import atomic_path, write_text
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,7 @@ def teacher_vectors(embedder, texts: list[str], roles: list[str], folder: Path, 
                              "output folder")
     else:
         write_text(manifest, json.dumps(key, indent=2))
-    prompts = {role: named_prompt(embedder, role, optional=True) for role in set(roles)}
+    prompts = {role: named_prompt(embedder, role_prompt(embedder, role)) for role in set(roles)}
     shards = (len(texts) + SHARD - 1) // SHARD
     names = [shard_name(key, k, texts[k * SHARD:(k + 1) * SHARD], roles[k * SHARD:(k + 1) * SHARD])
              for k in range(shards)]

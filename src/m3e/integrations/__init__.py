@@ -15,5 +15,6 @@ def resolve_embedder(model=None, **load_kwargs):
 
 def prompt_names(embedder) -> tuple[str | None, str | None]:
     """(query prompt name, document prompt name) the model has, else None for plain encoding."""
-    prompts = embedder.prompts
-    return ("query" if "query" in prompts else None, "passage" if "passage" in prompts else None)
+    from m3e.models.encoder import role_prompt
+
+    return role_prompt(embedder, "query"), role_prompt(embedder, "passage")

@@ -9,6 +9,7 @@ pass itself is the model's own modules, so vectors equal sentence-transformers' 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -345,6 +346,34 @@ def named_prompt(embedder, name: str | None, *, optional: bool = False) -> str:
         return ""
     known = ", ".join(sorted(prompts)) or "none"
     raise InputError(f"model {embedder.name} has no prompt named '{name}' (it has: {known})")
+
+
+def role_prompt(embedder, role: str) -> str | None:
+    """The prompt name for a text's role ("query" or "passage") when the model has one, else None: the e5-style
+    convention every caller follows (sentences compared with sentences are queries)."""
+    if role not in ("query", "passage"):
+        raise ValueError(f"role is query or passage, got {role!r}")
+    return role if role in embedder.prompts else None
+
+
+_NAME = re.compile(r"[A-Za-z_][\w.-]{0,63}")
+
+
+def prompt_text(embedder, value: str | None, *, where: str = "prompt") -> str:
+    """A training instruction: a prompt name of the model, or literal text (with a space, a colon, CJK...).
+
+    A bare identifier that is not one of the model's prompts is refused (a typo of ``query`` would otherwise
+    train with the word itself as a prefix).
+    """
+    if value is None or value == "":
+        return ""
+    if value in embedder.prompts:
+        return embedder.prompts[value]
+    if _NAME.fullmatch(value):
+        known = ", ".join(sorted(embedder.prompts)) or "none"
+        raise InputError(f"{where}: model {embedder.name} has no prompt named '{value}' (it has: {known}); "
+                         f"literal instruction text needs a space or punctuation, e.g. '{value}: '")
+    return value
 
 
 def result_label(embedder) -> str:

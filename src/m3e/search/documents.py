@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from m3e.data.rows import csv_dicts, jsonl_objects
+from m3e.data.rows import SNIFF_BYTES, csv_dicts, jsonl_objects, sniff_encoding
 from m3e.errors import InputError
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".rst"}
@@ -75,13 +75,12 @@ def _decode(path: Path, report: ReadReport) -> str | None:
     if b"\x00" in raw[:8192]:
         report.skipped_files.append((str(path), "binary file (NUL bytes)"))
         return None
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    report.skipped_files.append((str(path), "not UTF-8 or GB18030 text"))
-    return None
+    encoding = sniff_encoding(raw[:SNIFF_BYTES])
+    try:
+        return raw.decode("utf-8-sig" if encoding == "utf-8" else encoding)
+    except UnicodeDecodeError as exc:
+        report.skipped_files.append((str(path), f"not UTF-8 or GB18030 text (byte {exc.start})"))
+        return None
 
 
 def iter_documents(paths: list[str | Path], report: ReadReport, text_field: str = "text",

@@ -89,8 +89,10 @@ def _probe(embedder, prompt: str) -> np.ndarray:
     return np.asarray(embedder.encode([PROBE], prompt=prompt, show_progress=False), dtype=np.float32)[0]
 
 
-def _prompt(embedder, name: str) -> str:
-    return embedder.prompts.get(name, "")
+def _prompt(embedder, role: str) -> str:
+    from m3e.models.encoder import named_prompt, role_prompt
+
+    return named_prompt(embedder, role_prompt(embedder, role))
 
 
 class Index:
@@ -447,13 +449,11 @@ class Index:
         return self._rescored(query, ranked, rescore, k)
 
     def _rescored(self, query: str, ranked, embedder, k: int) -> list[Hit]:
-        from m3e.models.encoder import named_prompt
-
         hits = self._hits(ranked)
         if not hits:
             return []
-        q = embedder.encode([query], prompt=named_prompt(embedder, "query", optional=True), show_progress=False)
-        docs = embedder.encode([h.text for h in hits], prompt=named_prompt(embedder, "passage", optional=True),
+        q = embedder.encode([query], prompt=_prompt(embedder, "query"), show_progress=False)
+        docs = embedder.encode([h.text for h in hits], prompt=_prompt(embedder, "passage"),
                                show_progress=False)
         scores = (docs @ q[0]).tolist()
         order = sorted(range(len(hits)), key=lambda i: (-round(scores[i], 6), hits[i].chunk_id))[:k]

@@ -15,7 +15,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from m3e.errors import InputError, InputTooLong
-from m3e.models.encoder import named_prompt
+from m3e.models.encoder import named_prompt, role_prompt
 from m3e.serving.admission import TokenBudget, pre_read_reservation
 from m3e.serving.batcher import Batcher, QueueFull, Stopped
 from m3e.serving.errors import APIError
@@ -110,7 +110,7 @@ class EmbeddingService:
                 embedder = self._load(target)
                 prompt = self.config.prompt_name
                 if prompt is None:
-                    prompt = "query" if "query" in embedder.prompts else None
+                    prompt = role_prompt(embedder, "query")
                 else:
                     named_prompt(embedder, prompt)  # an unknown name stops the server here, with the model's list
                 embedder.encode(["预热 warm-up"] * 2)  # first call allocates; keep it out of request latency

@@ -9,16 +9,17 @@ from m3e.data.records import Source
 
 
 def mine(embedder, source: Source, corpus: list[str], *, rank_range: tuple[int, int] = (10, 100),
-         num_negatives: int = 7, margin: float = 0.95, query_prompt: str | None = "query",
-         passage_prompt: str | None = "passage", seed: int = 42, batch: int = 256) -> tuple[list[dict], dict]:
+         num_negatives: int = 7, margin: float = 0.95, query_prompt: str | None = None,
+         passage_prompt: str | None = None, seed: int = 42, batch: int = 256) -> tuple[list[dict], dict]:
     """BGE-format rows ``{"query", "pos": [...], "neg": [...]}`` and counts of what was skipped and why.
 
     A candidate is a negative when it ranks within ``rank_range`` (1-based, inclusive start, exclusive end), is
     not the positive or the query itself, and its similarity is below ``margin`` times the positive's.
     """
-    prompts = embedder.prompts
-    qp = prompts.get(query_prompt, "") if query_prompt else ""
-    pp = prompts.get(passage_prompt, "") if passage_prompt else ""
+    from m3e.models.encoder import named_prompt, role_prompt
+
+    qp = named_prompt(embedder, query_prompt or role_prompt(embedder, "query"))
+    pp = named_prompt(embedder, passage_prompt or role_prompt(embedder, "passage"))
     corpus = list(dict.fromkeys(corpus + [r.positive for r in source.records]))
     doc_vecs = embedder.encode(corpus, prompt=pp)
     queries = [r.anchor for r in source.records]

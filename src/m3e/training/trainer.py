@@ -138,23 +138,18 @@ class FineTuner:
         return cls(load_model(model, **load_kwargs), _as_sources(data))
 
     # ---- helpers ----------------------------------------------------------------------------------------------
-    def _prompt(self, value: str | None) -> str:
-        if value is None:
-            return ""
-        return self.embedder.prompts.get(value, value)
-
     def _prefixes(self, source: Source, config: TrainConfig) -> tuple[str, str]:
         """Anchor and document prefixes: the source's, else the run's, else the model's query/passage prompts
         (query/passage for retrieval-style triplets, query on both sides for pairs and scored pairs)."""
-        prompts = self.embedder.prompts
-        anchor = source.instruction or config.anchor_prompt or ("query" if "query" in prompts else None)
-        if source.doc_instruction or config.doc_prompt:
-            doc = source.doc_instruction or config.doc_prompt
-        elif source.kind == "triplet" and "passage" in prompts:
-            doc = "passage"
-        else:
-            doc = "query" if "query" in prompts else None
-        return self._prompt(anchor), self._prompt(doc)
+        from m3e.models.encoder import prompt_text, role_prompt
+
+        emb = self.embedder
+        anchor = source.instruction or config.anchor_prompt or role_prompt(emb, "query")
+        doc = (source.doc_instruction or config.doc_prompt
+               or role_prompt(emb, "passage" if source.kind == "triplet" and role_prompt(emb, "passage") else "query"))
+        where = f"source {source.name}"
+        return (prompt_text(emb, anchor, where=f"{where}: instruction"),
+                prompt_text(emb, doc, where=f"{where}: doc_instruction"))
 
     def trainable(self, config: TrainConfig) -> torch.nn.Module:
         st = self.embedder.model
@@ -204,6 +199,8 @@ class FineTuner:
                 raise InputError(f"unknown training option '{k}'")
             setattr(config, k, v)
         eval_dir = self._check_eval_options(config)  # before any work: a typo must not cost a training run
+        for source in self.sources:  # an unknown prompt name is refused here, not at the source's first batch
+            self._prefixes(source, config)
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
         out = Path(config.output)
