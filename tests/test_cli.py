@@ -109,3 +109,35 @@ def test_first_use_mistakes_get_one_clear_line(tiny_st_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     r = run("encode", "-i", str(src), "-o", str(tmp_path / "shards"), "--resume", "--model", str(tiny_st_dir))
     assert r.returncode == 0, r.stderr  # the finished run resumes to nothing left
+
+
+def test_inputs_and_outputs_are_checked_before_the_model_loads(tmp_path):
+    """With a model that does not exist, the input or output mistake is what gets reported: it is checked first.
+    Files of other types in an input folder are named, not silently left out."""
+    src = tmp_path / "in.txt"
+    src.write_text("今天天气很好\n", encoding="utf-8")
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    (tmp_path / "dir.npy").mkdir()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    cases = [
+        (["encode", "-i", str(src), "-o", str(tmp_path / "a_file" / "sub")], "a_file is a file"),
+        (["encode", "-i", str(src), "-o", str(tmp_path / "a_file" / "v.npy")], "a_file is a file"),
+        (["encode", "-i", str(src), "-o", str(tmp_path / "a_file")], "exists and is a file, not a folder"),
+        (["encode", "-i", str(src), "-o", str(tmp_path / "dir.npy")], "is a folder; give a file name"),
+        (["index", "build", "-i", str(src), "-o", str(tmp_path / "a_file")], "exists and is a file, not a folder"),
+        (["encode", "-i", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "v.npy")], "nope.txt: file not found"),
+    ]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append((["encode", "-i", str(src), "-o", str(ro / "v.npy")], "no permission"))
+    for args, message in cases:
+        r = run(*args, "--model", str(tmp_path / "no-such-model"))
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("你好\n", encoding="utf-8")
+    (folder / "scan.pdf").write_bytes(b"%PDF")
+    (folder / "photo.png").write_bytes(b"\x89PNG")
+    r = run("encode", "-i", str(folder), "-o", str(tmp_path / "v.npy"), "--model", str(tmp_path / "no-such-model"))
+    assert "ignored 2 file(s)" in r.stderr and ".pdf: 1" in r.stderr and ".png: 1" in r.stderr

@@ -100,6 +100,16 @@ def encode(
     if sharded and not input:
         raise InputError(f"--output {output} would be a folder of parquet shards, which is for --input files; "
                          "for a few texts use -o FILE.npy, -o FILE.jsonl or stdout")
+    from m3e.data.streams import expand_inputs, ignored_line
+    from m3e.utils.paths import check_output
+
+    if input:  # inputs and output checked before the model loads
+        ignored: list[Path] = []
+        expand_inputs(input, ignored)
+        if ignored:
+            _err(ignored_line(ignored))
+    if output is not None:
+        check_output(output, folder=sharded)
     from m3e.bulk.job import EncodeOptions
 
     options = EncodeOptions(column=column, id_column=id_column, skip_bad=skip_bad, prompt=prompt,
@@ -735,20 +745,23 @@ def index_build(
     exact_below: Annotated[int, typer.Option(min=0, help="Search exactly below this many chunks, approximately "
                                              "(HNSW) from it on.")] = 20_000,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted build from its last finished shard.")]
-    = False,
+    resume: Annotated[bool, typer.Option("--resume/--restart", help="An interrupted build of the same inputs and "
+                                         "settings continues from its last finished shard (default), or starts "
+                                         "over.")] = True,
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Chunk, embed (passage prompt) and store documents in a new index folder, a shard at a time."""
     from m3e.search.index import Index
+    from m3e.utils.paths import check_output
 
+    check_output(output, folder=True)  # before the model loads
     embedder = _load(model, device, threads, trust_remote_code, backend)
     index, change = Index.build(input, output, embedder, chunk_size=chunk_size, overlap=overlap,
                                 text_field=text_field, id_field=id_field, batch_size=batch_size,
-                                exact_below=exact_below, show_progress=sys.stderr.isatty(), resume=resume)
+                                exact_below=exact_below, show_progress=sys.stderr.isatty(), resume=resume, log=_err)
     _change_report(change, "indexed")
-    if change.chunks == 0:
+    if len(index) == 0:
         _err("warning: the index is empty")
     typer.echo(f"index {output}: {len(index)} chunks, model {embedder.name}")
 

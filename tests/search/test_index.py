@@ -131,18 +131,32 @@ def test_interrupted_build_leaves_no_index_and_resumes_from_its_last_shard(corpu
     assert not (tmp_path / "b" / "ix").exists()  # no index that looks complete
     work = tmp_path / "b" / ".ix.building"
     assert len(list(work.glob("build-part-*.npz"))) == 2
-    with pytest.raises(InputError, match="continue it with --resume"):
-        build(corpus, tmp_path / "b", tiny_model, shard_size=4)
-    with pytest.raises(InputError, match="chunk_size changed"):
-        build(corpus, tmp_path / "b", tiny_model, shard_size=4, chunk_size=30, resume=True)
-    resumed, change = build(corpus, tmp_path / "b", tiny_model, shard_size=4, resume=True)
+    said = []
+    resumed, change = build(corpus, tmp_path / "b", tiny_model, shard_size=4, log=said.append)  # the plain rerun
+    assert said and "continuing the interrupted build" in said[0]
     assert not work.exists() and change.chunks < len(whole)  # only what the first try had not finished
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["ix"]  # no build folder, no lock file
     rows = "SELECT id, source, chunk, start, end, text FROM chunks ORDER BY id"
     assert resumed._db.execute(rows).fetchall() == whole._db.execute(rows).fetchall()
     q = tiny_model.encode(["北京"], prompt_name="query")
     assert [h[0] for h in resumed.dense(q, 10, exact=True)[0]] == [h[0] for h in whole.dense(q, 10, exact=True)[0]]
     assert sorted(p.name for p in (tmp_path / "b" / "ix").iterdir()) == ["chunks-1.sqlite", "index.json",
                                                                          "index.readers.lock", "vectors-1.usearch"]
+
+
+def test_an_interrupted_build_of_other_settings_starts_over_and_two_builds_at_once_are_refused(
+        corpus, tmp_path, tiny_model):
+    from m3e.search.index import _build_lock
+
+    work = tmp_path / ".ix.building"
+    work.mkdir()
+    (work / "chunks-1.sqlite").write_bytes(b"left by a build killed before its first shard")
+    said = []
+    index, _ = build(corpus, tmp_path, tiny_model, log=said.append)
+    assert "removed what an interrupted build" in said[0] and not work.exists() and len(index) > 0
+    with _build_lock(tmp_path / "ix2"), pytest.raises(InputError, match="being built by another process"):
+        Index.build([corpus], tmp_path / "ix2", tiny_model)
+    assert not (tmp_path / ".ix2.build.lock").exists()
 
 
 def test_killed_update_keeps_the_old_index(corpus, tmp_path, tiny_model, monkeypatch):

@@ -157,8 +157,9 @@ def test_index_build_resume_after_kill_9(tmp_path, tiny_st_dir):
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     assert not out.exists()
-    r = run(*base, "-o", str(out), "--resume")
+    r = run(*base, "-o", str(out))  # the same command again continues the build
     assert r.returncode == 0, r.stderr
+    assert "continuing the interrupted build" in r.stderr
     rows = "SELECT id, doc_id, chunk, text FROM chunks ORDER BY id"
     assert Index.load(out)._db.execute(rows).fetchall() == Index.load(tmp_path / "whole")._db.execute(rows).fetchall()
 

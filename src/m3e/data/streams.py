@@ -55,8 +55,9 @@ class SkipReport:
                 for reason, n in sorted(self.counts.items())]
 
 
-def expand_inputs(inputs: list[str | os.PathLike[str]]) -> list[Path]:
-    """Files, folders (every supported file below, sorted) and glob patterns -> an ordered list of files."""
+def expand_inputs(inputs: list[str | os.PathLike[str]], ignored: list[Path] | None = None) -> list[Path]:
+    """Files, folders (every supported file below, sorted) and glob patterns -> an ordered list of files; the
+    files of other types found in folders are appended to ``ignored`` (to be reported, never silently dropped)."""
     files: list[Path] = []
     for item in inputs:
         text = str(item)
@@ -68,8 +69,11 @@ def expand_inputs(inputs: list[str | os.PathLike[str]]) -> list[Path]:
             continue
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            every = [p for p in path.rglob("*")
+                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+            found = sorted(p for p in every if p.suffix.lower() in SUFFIXES)
+            if ignored is not None:
+                ignored += sorted(p for p in every if p.suffix.lower() not in SUFFIXES)
             if not found:
                 raise InputError(f"{path}: no {', '.join(sorted(set(SUFFIXES)))} files in this folder")
             files += found
@@ -85,6 +89,16 @@ def expand_inputs(inputs: list[str | os.PathLike[str]]) -> list[Path]:
             seen.add(key)
             unique.append(f)
     return unique
+
+
+def ignored_line(ignored: list[Path]) -> str:
+    """One line for the files a folder walk left out, by type."""
+    from collections import Counter
+
+    kinds = Counter(p.suffix.lower() or "(no suffix)" for p in ignored)
+    listed = ", ".join(f"{k}: {n}" for k, n in kinds.most_common())
+    return (f"ignored {len(ignored)} file(s) of types that are not {', '.join(sorted(SUFFIXES))} ({listed}); "
+            f"first: {ignored[0]}")
 
 
 def file_format(path: Path, fmt: str | None = None) -> str:

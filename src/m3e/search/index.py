@@ -139,45 +139,56 @@ class Index:
     def build(cls, inputs: list[str | os.PathLike[str]], folder: str | os.PathLike[str], embedder, *,
               chunk_size: int = 400, overlap: int = 80, text_field: str = "text", id_field: str = "id",
               batch_size: int = 64, exact_below: int = EXACT_BELOW, show_progress: bool = False,
-              resume: bool = False, shard_size: int = SHARD) -> tuple[Index, Change]:
+              resume: bool = True, shard_size: int = SHARD, log=None) -> tuple[Index, Change]:
         """Read, chunk, embed and store ``inputs`` as a new index at ``folder``, a shard of chunks at a time.
 
         The build happens in ``.<folder>.building`` beside it; each finished shard (its rows and vectors) is
-        committed there, so after an interruption ``resume=True`` continues from the last finished shard (same
-        inputs, model and chunking) instead of starting over."""
+        committed there, so the next build of the same inputs, model and chunking after an interruption continues
+        from the last finished shard; one of other inputs or settings (or ``resume=False``) removes what the
+        interrupted build left and starts over. Two builds of one folder at once: the second is refused."""
         folder = Path(folder)
         work = folder.parent / f".{folder.name}.building"
         job = {"inputs": _fingerprint_inputs(inputs), "model": embedder.name, "chunk_size": chunk_size,
                "overlap": overlap, "text_field": text_field, "id_field": id_field, "shard_size": shard_size}
-        if work.exists() and not resume:
-            raise InputError(f"an interrupted build of {folder} is in {work}; continue it with --resume, or delete "
-                             "that folder to start over")
-        if resume and work.exists():
-            index, done = cls._reopen_build(folder, work, embedder, job)
-        else:
-            index, done = cls.create(folder, embedder, chunk_size=chunk_size, overlap=overlap,
-                                     exact_below=exact_below, work=work), 0
-            index._build = job
-        try:
-            change = index.add(inputs, text_field=text_field, id_field=id_field, batch_size=batch_size,
-                               show_progress=show_progress, shard_size=shard_size, skip_documents=done)
-            index.save()
-        except BaseException:
-            index.close()  # the committed shards stay in the build folder for --resume
-            raise
+        say = log or (lambda _msg: None)
+        with _build_lock(folder):
+            done = None
+            if work.exists():
+                done = cls._reopen_build(folder, work, embedder, job) if resume else None
+                if done is None:
+                    shutil.rmtree(work)
+                    say(f"removed what an interrupted build of {folder} left in {work}"
+                        + ("" if resume else " (resume off)"))
+                else:
+                    say(f"continuing the interrupted build of {folder}: {done[1]:,} documents were done")
+            if done is None:
+                index, skip = cls.create(folder, embedder, chunk_size=chunk_size, overlap=overlap,
+                                         exact_below=exact_below, work=work), 0
+                index._build = job
+            else:
+                index, skip = done
+            try:
+                change = index.add(inputs, text_field=text_field, id_field=id_field, batch_size=batch_size,
+                                   show_progress=show_progress, shard_size=shard_size, skip_documents=skip)
+                index.save()
+            except BaseException:
+                index.close()  # the committed shards stay in the build folder for the next build
+                raise
         return index, change
 
     @classmethod
-    def _reopen_build(cls, folder: Path, work: Path, embedder, job: dict) -> tuple[Index, int]:
+    def _reopen_build(cls, folder: Path, work: Path, embedder, job: dict) -> tuple[Index, int] | None:
+        """The interrupted build in ``work`` reopened, or None when it cannot continue (no finished shard, or
+        another job: other inputs, model or chunking)."""
         state_path = work / BUILD_STATE
         if not state_path.is_file():
-            shutil.rmtree(work)  # killed before its first shard: nothing to keep
-            raise InputError(f"{work} held no finished shard; it was removed, run the build again")
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in job if state["job"].get(k) != job[k])
-        if changed:
-            raise InputError(f"cannot resume the build of {folder}: {', '.join(changed)} changed since it started; "
-                             f"delete {work} to start over")
+            return None
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if any(state.get("job", {}).get(k) != job[k] for k in job):
+            return None
         manifest = state["manifest"]
         check_model(manifest, embedder, folder)
         db = sqlite3.connect(work / "chunks-1.sqlite")
@@ -536,6 +547,34 @@ def _read_manifest(path: Path) -> dict:
     if manifest.get("format") != FORMAT:
         raise InputError(f"{path}: index format {manifest.get('format')} is not the {FORMAT} this m3e reads")
     return manifest
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    """Held for a whole build: a second build of the same folder is refused, and the lock proves that a build
+    folder found beside it belongs to no live process."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    path = folder.parent / f".{folder.name}.build.lock"
+    while True:
+        fh = open(path, "a")  # noqa: SIM115 - closed below
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise InputError(f"{folder} is being built by another process") from None
+        try:  # the holder before us may have removed the file after we opened it: lock the one at the path
+            same = os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        fh.close()
 
 
 @contextlib.contextmanager
