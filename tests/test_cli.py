@@ -107,6 +107,7 @@ def test_first_use_mistakes_get_one_clear_line(tiny_st_dir, tmp_path):
     src.write_text("今天天气很好\n我喜欢吃苹果\n", encoding="utf-8")
     r = run("encode", "-i", str(src), "-o", str(tmp_path / "shards"), "--resume", "--model", str(tiny_st_dir))
     assert r.returncode == 0, r.stderr
+    assert "encode: 38.0/38.0 B (100.0%)" in r.stderr  # progress lines also when stderr is not a terminal
     r = run("encode", "-i", str(src), "-o", str(tmp_path / "shards"), "--resume", "--model", str(tiny_st_dir))
     assert r.returncode == 0, r.stderr  # the finished run resumes to nothing left
 

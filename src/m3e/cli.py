@@ -128,7 +128,7 @@ def encode(
     if sharded:
         from m3e.bulk.job import encode_corpus
 
-        summary = encode_corpus(embedder, input, output, options, resume=resume, show_progress=sys.stderr.isatty())
+        summary = encode_corpus(embedder, input, output, options, resume=resume, show_progress=True)
         _encode_report(summary, embedder.name)
         return
     _encode_in_memory(embedder, texts, input, output, options, skip_blank)
@@ -759,7 +759,7 @@ def index_build(
     embedder = _load(model, device, threads, trust_remote_code, backend)
     index, change = Index.build(input, output, embedder, chunk_size=chunk_size, overlap=overlap,
                                 text_field=text_field, id_field=id_field, batch_size=batch_size,
-                                exact_below=exact_below, show_progress=sys.stderr.isatty(), resume=resume, log=_err)
+                                exact_below=exact_below, show_progress=True, resume=resume, log=_err)
     _change_report(change, "indexed")
     if len(index) == 0:
         _err("warning: the index is empty")
@@ -787,7 +787,7 @@ def index_add(
 ) -> None:
     """Add files to an index; a file already in it is replaced by its current content."""
     with _update_index(folder, model, device, threads, backend) as index:
-        change = index.add(input, text_field=text_field, id_field=id_field, show_progress=sys.stderr.isatty())
+        change = index.add(input, text_field=text_field, id_field=id_field, show_progress=True)
     _change_report(change, "added")
     typer.echo(f"index {folder}: {len(index)} chunks")
 

@@ -162,7 +162,6 @@ def encode_corpus(embedder, inputs: list, output: str | Path, options: EncodeOpt
 def _progress(files: list[Path], show: bool):
     if not show:
         return None
-    from tqdm.auto import tqdm
+    from m3e.utils.progress import progress
 
-    total = sum(f.stat().st_size for f in files)
-    return tqdm(total=total, unit="B", unit_scale=True, desc="encode", dynamic_ncols=True)
+    return progress(sum(f.stat().st_size for f in files), unit="B", unit_scale=True, desc="encode")

@@ -290,9 +290,9 @@ class Index:
         done = 0
         progress = None
         if show_progress:
-            from tqdm.auto import tqdm
+            from m3e.utils.progress import progress as new_progress
 
-            progress = tqdm(desc="index", unit="chunk", dynamic_ncols=True)
+            progress = new_progress(desc="index", unit="chunks")
 
         def flush() -> None:
             if rows:
