@@ -266,6 +266,9 @@ def test_training_max_length_is_not_the_saved_models(tiny_st_dir, tmp_path, lora
         output=str(tmp_path / "out"), epochs=1, batch_size=8, lr=1e-3, lora=lora, max_length=8, progress=False)
     for folder in ("model", "final"):
         assert SentenceTransformer(str(out / folder), device="cpu").max_seq_length == served
+    weights = [f for f in (out / "final").rglob("*.safetensors")]
+    assert weights and all((out / "model" / f.relative_to(out / "final")).stat().st_ino == f.stat().st_ino
+                           for f in weights)  # model/ is final/ (no eval chose a best): one copy on disk
     assert "| max length | 8 while training |" in (out / "model" / "README.md").read_text(encoding="utf-8")
 
 

@@ -386,8 +386,9 @@ class FineTuner:
         card = model_card(self.embedder.name, self.sources, config, state, lr, chosen.name,
                           getattr(self, "_lora_targets", None))
         write_text(final / "README.md", card)
-        with atomic_dir(out / "model", replace=True) as tmp:
-            shutil.copytree(chosen, tmp, dirs_exist_ok=True)
+        with atomic_dir(out / "model", replace=True) as tmp:  # hard links: one copy of the weights on disk
+            shutil.copytree(chosen, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
+            (tmp / "README.md").unlink(missing_ok=True)
             (tmp / "README.md").write_text(card, encoding="utf-8")
         write_text(out / "training_state.json", json.dumps(
             {"config": asdict(config), "lr": lr, "steps": state["step"], "seconds": state["seconds"],
@@ -396,6 +397,14 @@ class FineTuner:
              "history": state.get("history", []),
              "sources": [{"name": s.name, "kind": s.kind, "records": len(s), "weight": s.weight,
                           "license": s.license, "skipped": dict(s.skipped)} for s in self.sources]}, indent=2))
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link where the file system allows one (the copies are never written to), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
