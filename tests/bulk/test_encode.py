@@ -166,3 +166,21 @@ def test_ray_address_pointing_to_nothing_fails_fast(tiny_st_dir, tmp_path):
             "--engine", "ray", "--address", "127.0.0.1:9")
     assert r.returncode == 2 and "no Ray cluster answers there" in r.stderr and "Traceback" not in r.stderr
     assert time.time() - start < 60
+
+
+def test_resume_decisions_follow_content_not_times(tiny_model, tmp_path):
+    """A file edited in place with the same size and time is new work; the same bytes with a new time are not."""
+    import os
+
+    from m3e.bulk.job import EncodeOptions, job_description
+
+    f = tmp_path / "c.txt"
+    f.write_text("今天天气很好\n我喜欢吃苹果\n", encoding="utf-8")
+    first = job_description(tiny_model, [f], EncodeOptions())
+    os.utime(f, ns=(1, 1))
+    assert job_description(tiny_model, [f], EncodeOptions()) == first  # touched (or copied back): same job
+    stat = f.stat()
+    f.write_text("今天天气很坏\n我喜欢吃苹果\n", encoding="utf-8")  # same length in bytes
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert f.stat().st_size == stat.st_size and f.stat().st_mtime_ns == stat.st_mtime_ns
+    assert job_description(tiny_model, [f], EncodeOptions()) != first

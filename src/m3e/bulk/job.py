@@ -51,12 +51,14 @@ class EncodeSummary:
 
 
 def job_description(embedder, files: list[Path], options: EncodeOptions) -> dict:
-    """What must be the same for a resumed run to continue this one."""
+    """What must be the same for a resumed run to continue this one: the inputs by content (a file edited in place
+    is new work even with the same size and time; one copied back with a new time is not), and by path too unless
+    ids come from a column (the default id is FILE:LINE)."""
     from m3e.models.fingerprint import model_fingerprint
+    from m3e.utils.paths import file_digest
 
-    stats = [f.stat() for f in files]
     return {
-        "inputs": [[str(f), s.st_size, s.st_mtime_ns] for f, s in zip(files, stats, strict=True)],
+        "inputs": [([] if options.id_column else [str(f)]) + [f.stat().st_size, file_digest(f)] for f in files],
         "model": embedder.name, "model_fingerprint": model_fingerprint(embedder), "dim": embedder.dim,
         "prompt": embedder.resolve_prompt(options.prompt, options.prompt_name),
         **{k: getattr(options, k) for k in ("column", "id_column", "fmt", "skip_bad", "batch_size", "max_batch_tokens",

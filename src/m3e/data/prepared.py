@@ -51,10 +51,13 @@ def default_cache_dir() -> Path:
 
 
 def source_key(path: Path, options: dict) -> str:
-    stat = path.stat()
+    """The cache entry of a file read with ``options``: by path and content (an edit in place is never served
+    from the cache, a touch or a copy back is)."""
+    from m3e.utils.paths import file_digest
+
     wanted = {k: options.get(k) for k in CONTENT_OPTIONS}
-    blob = json.dumps({"cache": CACHE_FORMAT, "path": str(path.resolve()), "size": stat.st_size,
-                       "mtime_ns": stat.st_mtime_ns, "options": wanted}, sort_keys=True, ensure_ascii=False)
+    blob = json.dumps({"cache": CACHE_FORMAT, "path": str(path.resolve()), "size": path.stat().st_size,
+                       "content": file_digest(path), "options": wanted}, sort_keys=True, ensure_ascii=False)
     return f"{path.stem[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 

@@ -313,11 +313,7 @@ def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=Non
         say = log or (lambda _m: None)
         say(f"exporting {embedder.name} to ONNX (once; cached in {folder})")
         start = time.perf_counter()
-        if folder.exists():
-            import shutil
-
-            shutil.rmtree(folder)
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, replace=True) as tmp:  # an older export stays usable until this one is whole
             peaks = activation_peaks(embedder)
             fp32 = _export_fp32(embedder.model, tmp, input_names)
             int8, kept = _quantize(fp32, tmp / FILES["onnx-int8"], peaks)

@@ -606,7 +606,7 @@ def _remove_orphans(folder: Path, gen: int) -> None:
 
 
 def _fingerprint_inputs(inputs) -> str:
-    """The files a build reads (path, size, modification time), so a resume refuses changed inputs."""
+    """The files a build reads (path and content), so a changed input starts the build over."""
     if inputs and all(isinstance(d, Document) for d in inputs):
         return hashlib.sha256("\n".join(f"{d.source}|{d.doc_id}|{len(d.text)}" for d in inputs).encode()
                               ).hexdigest()[:16]
@@ -614,8 +614,9 @@ def _fingerprint_inputs(inputs) -> str:
     from m3e.search.documents import _files
 
     files = _files([Path(p).expanduser() for p in inputs], _Report())
+    from m3e.utils.paths import file_digest
+
     h = hashlib.sha256()
     for f in files:
-        st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{f.resolve()}|{file_digest(f)}\n".encode())
     return h.hexdigest()[:16]

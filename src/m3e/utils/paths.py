@@ -41,3 +41,14 @@ def check_output(path: Path, *, folder: bool) -> None:
         raise InputError(f"--output {path}: {parent} is a file, so {path} cannot be created")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"--output {path}: no permission to create it in {parent}")
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """A hash of a file's bytes (blake2b-128), read a MiB at a time: resume decisions by content, not by mtime."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
