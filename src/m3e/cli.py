@@ -498,9 +498,9 @@ CacheDirOpt = Annotated[Path | None, typer.Option(envvar="M3E_DATA_CACHE", help=
 def finetune(
     data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Training file or folder (one source per "
                                                     "file; jsonl/json/csv/tsv/parquet). Repeatable.")] = None,
-    sources_file: Annotated[Path | None, typer.Option("--sources", help="JSON list of sources: [{\"path\", "
-                                                      "\"weight\", \"instruction\", \"doc_instruction\", "
-                                                      "\"name\"}].")] = None,
+    sources_file: Annotated[Path | None, typer.Option("--sources", help="JSON or YAML list of sources with the "
+                                                      "keys of a recipe's sources (path, name, weight, "
+                                                      "instruction, columns, max_records, ...).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (model/, checkpoints/, ...).")]
     = Path("m3e-finetuned"),
     epochs: Annotated[int, typer.Option(min=1)] = 1,
@@ -535,31 +535,15 @@ def finetune(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Fine-tune the M3E way: in-batch negatives, one source per batch, no duplicate texts in a batch."""
-    from m3e.data.prepared import prepare_source, prepare_sources
+    from m3e.data.prepared import prepare_sources
     from m3e.training import FineTuner, TrainConfig
+    from m3e.training.recipe import sources_file as read_sources_file
 
     sources = []
     for path in data or []:
         sources.extend(prepare_sources(path, cache_dir))
     if sources_file is not None:
-        try:
-            specs = json.loads(sources_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{sources_file}: cannot read the sources list ({exc})") from None
-        if not isinstance(specs, list):
-            raise InputError(f"{sources_file}: expected a JSON list of sources")
-        for i, spec in enumerate(specs):
-            if not isinstance(spec, dict) or "path" not in spec:
-                raise InputError(f"{sources_file}: item {i} needs a 'path'")
-            unknown = set(spec) - {"path", "weight", "instruction", "doc_instruction", "name"}
-            if unknown:
-                raise InputError(f"{sources_file}: item {i} has unknown keys {sorted(unknown)}")
-            path = Path(spec["path"])
-            if not path.is_absolute():
-                path = sources_file.parent / path
-            sources.append(prepare_source(path, cache_dir, name=spec.get("name"),
-                                          weight=float(spec.get("weight", 1.0)), instruction=spec.get("instruction"),
-                                          doc_instruction=spec.get("doc_instruction")))
+        sources.extend(read_sources_file(sources_file, cache_dir))
     if not sources:
         raise InputError("no training data: give --data PATH (repeatable) or --sources FILE")
     if mixed_precision not in ("no", "fp16", "bf16"):
@@ -707,10 +691,10 @@ def data_prepare(
             source = prepare_source(f, output, **options)
             prepared.append(source)
             typer.echo(f"{source.report()} [{time.perf_counter() - start:.1f}s]")
-    names = [s.name for s in prepared]
-    for i, s in enumerate(prepared):
-        if names.count(s.name) > 1:
-            s.name = f"{s.name}#{names[:i + 1].count(s.name)}"
+    from m3e.data.records import unique_names
+
+    for line in unique_names(prepared):
+        typer.echo(line)
     write_prepared(output, prepared)
     typer.echo(f"{len(prepared)} sources, {sum(len(s) for s in prepared):,} records in {output} "
                f"({time.perf_counter() - t0:.1f}s); train with: m3e finetune --data {output}")

@@ -137,8 +137,9 @@ def test_recipe_from_a_data_folder(tmp_path, tiny_st_dir, monkeypatch):
     twice = json.loads(recipe.read_text(encoding="utf-8"))
     twice["sources"].append(twice["sources"][0])
     (tmp_path / "twice.yaml").write_text(json.dumps(twice), encoding="utf-8")
-    with pytest.raises(InputError, match="sources 0 and 2 are both named 'train'"):
-        build_sources(load_recipe(tmp_path / "twice.yaml"), data, tmp_path / "cache")
+    sources, report, _ = build_sources(load_recipe(tmp_path / "twice.yaml"), data, tmp_path / "cache")
+    assert [s.name for s in sources] == ["train#1", "pairs", "train#2"]  # two sources, two reports
+    assert report["train#1"] == report["train#2"] and "train" not in report
     twice["sources"][2] = {**twice["sources"][0], "passages": {"size": 2}}
     (tmp_path / "twice.yaml").write_text(json.dumps(twice), encoding="utf-8")
     passages = build_sources(load_recipe(tmp_path / "twice.yaml"), data, tmp_path / "cache")[0][2]
@@ -168,3 +169,23 @@ def test_max_records_caps_every_source(tmp_path):
     kept = [(r.anchor, r.positive) for r in capped[0].to_memory().records]
     assert kept == [(r.anchor, r.positive) for r in again[0].to_memory().records]
     assert set(kept) <= {(r.anchor, r.positive) for r in full[0].to_memory().records}
+
+
+def test_finetune_sources_file_takes_a_recipes_source_keys(tmp_path):
+    """`m3e finetune --sources FILE` reads the same source specs as recipes, through the same checks."""
+    from m3e.training.recipe import sources_file
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "pairs.csv").write_text("0,1\n" + "".join(f"问题{i},答案{i}\n" for i in range(10)),
+                                              encoding="utf-8")
+    spec = tmp_path / "d" / "sources.yaml"
+    spec.write_text(json.dumps([{"path": "pairs.csv", "rename": {"0": "query", "1": "positive"}, "max_records": 4,
+                                 "name": "qa", "weight": 2, "instruction": "问题："}]), encoding="utf-8")
+    [source] = sources_file(spec, tmp_path / "cache")
+    assert (source.name, len(source), source.weight, source.instruction) == ("qa", 4, 2, "问题：")
+    spec.write_text(json.dumps([{"path": "pairs.csv", "colums": ["a"]}]), encoding="utf-8")
+    with pytest.raises(InputError, match=r"sources.yaml: source 0 has unknown keys \['colums'\]"):
+        sources_file(spec)
+    spec.write_text("{not: [valid", encoding="utf-8")
+    with pytest.raises(InputError, match="sources.yaml: invalid JSON/YAML"):
+        sources_file(spec)

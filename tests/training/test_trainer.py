@@ -374,3 +374,15 @@ def test_an_unknown_prompt_name_is_refused_before_training(tiny_st_dir, tmp_path
     literal = Source(name="toy", kind="pair", records=records, **{field: "为这个句子生成表示："})
     prefixes = FineTuner.from_pretrained(str(tiny_st_dir), [literal], device="cpu")._prefixes(literal, TrainConfig())
     assert "为这个句子生成表示：" in prefixes
+
+
+def test_two_data_files_with_one_name_stay_two_sources(tiny_st_dir, tmp_path, capsys):
+    from m3e.data.prepared import prepare_sources
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write(tmp_path / folder / "pairs.jsonl", toy_pairs(16 if folder == "a" else 12))
+    sources = [s for f in ("a", "b") for s in prepare_sources(tmp_path / f / "pairs.jsonl", tmp_path / "cache")]
+    tuner = FineTuner.from_pretrained(str(tiny_st_dir), sources, device="cpu")
+    assert [(s.name, len(s)) for s in tuner.sources] == [("pairs#1", 16), ("pairs#2", 12)]
+    assert "2 sources are named pairs" in capsys.readouterr().out

@@ -461,3 +461,16 @@ def source_from_dataset(dataset, name: str = "dataset", **options) -> Source:
     for key, value in options.items():
         setattr(source, key, value)
     return source
+
+
+def unique_names(sources: list) -> list[str]:
+    """Sources that share a name (two ``pairs.jsonl`` in different folders) become ``NAME#1``, ``NAME#2``: every
+    report, weight and sampler keys on the name, so two must never merge. Returns the lines that say so."""
+    names = [s.name for s in sources]
+    said = []
+    for i, name in enumerate(names):
+        if names.count(name) > 1:
+            sources[i].name = f"{name}#{names[:i + 1].count(name)}"
+            said.append(f"source {i} ({getattr(sources[i], 'path', None) or name}) is named {sources[i].name}: "
+                        f"{names.count(name)} sources are named {name}")
+    return said

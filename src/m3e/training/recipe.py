@@ -16,6 +16,7 @@ from pathlib import Path
 from m3e.data.overlap import banned_hashes, filter_sources
 from m3e.data.passages import to_passages
 from m3e.data.prepared import prepare_source
+from m3e.data.records import unique_names
 from m3e.data.texthash import norm
 from m3e.errors import InputError
 from m3e.training.trainer import FineTuner, TrainConfig
@@ -119,18 +120,16 @@ def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tup
     return texts, sizes
 
 
-def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None, max_records: int | None = None):
-    """(sources, overlap report, evaluation text counts per task). A source takes the smallest of its own
-    ``max_records``, the recipe's (every source) and ``max_records`` (a smoke run of the same recipe); the same
-    cap from any of the three draws the same fixed-seed sample."""
+def read_sources(specs: list[dict], base: Path, cache_dir: Path | None = None, caps: list[int] = ()):
+    """Source specs (checked by :func:`check_sources`) -> (sources, {index: passages options}): the one reader of
+    source specs, for recipes and ``m3e finetune --sources``. A relative path is under ``base``."""
     sources, passages = [], {}
-    for spec in recipe["sources"]:
+    for spec in specs:
         spec = dict(spec)
-        caps = [c for c in (spec.pop("max_records", None), recipe.get("max_records"), max_records) if c]
-        limit = min(caps) if caps else None
+        limit = min([c for c in (spec.pop("max_records", None), *caps) if c] or [0]) or None
         as_passages = spec.pop("passages", None)
         named = "name" in spec
-        source = prepare_source(data_dir / spec.pop("path"), cache_dir, **spec)
+        source = prepare_source(Path(base) / Path(spec.pop("path")).expanduser(), cache_dir, **spec)
         if as_passages is not None:
             passages[len(sources)] = as_passages
             if not named:
@@ -138,11 +137,35 @@ def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None, m
         if limit:
             source.sample(limit)
         sources.append(source)
-    names = [s.name for s in sources]
-    for j, name in enumerate(names):
-        if name in names[:j]:
-            raise InputError(f"recipe sources {names.index(name)} and {j} are both named '{name}'; give one a "
-                             "'name:'")
+    for line in unique_names(sources):
+        print(line)
+    return sources, passages
+
+
+def sources_file(path: Path, cache_dir: Path | None = None) -> list:
+    """``m3e finetune --sources FILE``: a JSON or YAML list of source specs, the same keys as a recipe's
+    ``sources`` (paths relative to the file); no test-overlap filter (that is what recipes add)."""
+    import yaml
+
+    try:
+        specs = yaml.safe_load(Path(path).read_text(encoding="utf-8"))  # JSON is YAML
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the sources list ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid JSON/YAML ({exc})") from None
+    check_sources(path, specs)
+    sources, passages = read_sources(specs, Path(path).parent, cache_dir)
+    for i, options in passages.items():
+        sources[i] = to_passages(sources[i].to_memory(), **options)
+    return sources
+
+
+def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None, max_records: int | None = None):
+    """(sources, overlap report, evaluation text counts per task). A source takes the smallest of its own
+    ``max_records``, the recipe's (every source) and ``max_records`` (a smoke run of the same recipe); the same
+    cap from any of the three draws the same fixed-seed sample."""
+    sources, passages = read_sources(recipe["sources"], data_dir, cache_dir,
+                                     [c for c in (recipe.get("max_records"), max_records) if c])
     texts, sizes = evaluation_texts(data_dir, recipe.get("filter_tasks"))
     for spec in recipe.get("filter_files") or []:  # held-back files that no built-in task reads
         found = {norm(t) for t in file_texts(data_dir, spec)}

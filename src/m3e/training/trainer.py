@@ -112,10 +112,6 @@ def _as_sources(data) -> list:
         else:
             raise InputError(f"cannot train on {type(item).__name__}; give file or folder paths, Source objects or "
                              "datasets.Dataset objects")
-    names = [s.name for s in sources]
-    for i, name in enumerate(names):
-        if names.count(name) > 1:
-            sources[i].name = f"{name}#{names[:i + 1].count(name)}"
     return sources
 
 
@@ -126,8 +122,12 @@ class FineTuner:
         if isinstance(embedder, StaticEmbedder):
             raise InputError(f"{embedder.name} is a static model: m3e finetune trains transformers; a static model "
                              "is distilled from one (m3e distill RECIPE, with the fine-tuned model as its teacher)")
+        from m3e.data.records import unique_names
+
         self.embedder = embedder
         self.sources = sources
+        for line in unique_names(sources):  # --data a/pairs.jsonl --data b/pairs.jsonl: two sources, two names
+            print(line)
         if not sources or not any(len(s) for s in sources):
             raise InputError("no training records")
 
