@@ -49,6 +49,7 @@ def test_encode_reports_truncation(tiny_st_dir):
     (["encode", "x", "", "--model", "TINY"], "item 1 is an empty string"),
     (["encode", "x", "--truncate", "bad", "--model", "TINY"], "truncate must be one of"),
     (["similarity", "one", "--model", "TINY"], "at least two texts"),
+    (["finetune", "--data", "nope.jsonl", "-o", "out", "--matryoshka", "384,x"], "--matryoshka takes dimensions"),
 ])
 def test_user_errors_are_one_line_no_traceback(args, message, tiny_st_dir, tmp_path):
     args = [str(tiny_st_dir) if a == "TINY" else a for a in args]

@@ -539,6 +539,9 @@ def finetune(
     from m3e.training import FineTuner, TrainConfig
     from m3e.training.recipe import sources_file as read_sources_file
 
+    if mixed_precision not in ("no", "fp16", "bf16"):  # options first: a typo must not wait for the data
+        raise InputError(f"--mixed-precision must be no, fp16 or bf16, not '{mixed_precision}'")
+    dims = _dims(matryoshka) if matryoshka else None
     sources = []
     for path in data or []:
         sources.extend(prepare_sources(path, cache_dir))
@@ -546,9 +549,6 @@ def finetune(
         sources.extend(read_sources_file(sources_file, cache_dir))
     if not sources:
         raise InputError("no training data: give --data PATH (repeatable) or --sources FILE")
-    if mixed_precision not in ("no", "fp16", "bf16"):
-        raise InputError(f"--mixed-precision must be no, fp16 or bf16, not '{mixed_precision}'")
-    dims = [int(d) for d in matryoshka.split(",")] if matryoshka else None
     embedder = _load(model, device, threads, trust_remote_code)
     config = TrainConfig(
         output=str(output), epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
@@ -559,6 +559,16 @@ def finetune(
         eval_every=eval_every, eval_data_dir=str(data_dir) if data_dir else None, tensorboard=tensorboard)
     out = FineTuner(embedder, sources).run(config)
     typer.echo(f"model in {out / 'model'} (loads in SentenceTransformer); card in {out / 'model' / 'README.md'}")
+
+
+def _dims(text: str) -> list[int]:
+    try:
+        dims = [int(d) for d in text.split(",")]
+    except ValueError:
+        raise InputError(f"--matryoshka takes dimensions separated by commas, e.g. 384,256,128; got '{text}'") from None
+    if any(d < 1 for d in dims):
+        raise InputError(f"--matryoshka dimensions are positive, got '{text}'")
+    return dims
 
 
 @app.command()
