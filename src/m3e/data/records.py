@@ -306,15 +306,24 @@ def _json_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
         yield i, row
 
 
-def _squad_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
-    """SQuAD-format reading comprehension (CMRC 2018): each question -> the paragraph it was written on."""
+def squad_paragraphs(path: Path, encoding: str = "utf-8-sig") -> Iterator[tuple[str | None, str, list]]:
+    """(paragraph id, context, questions) of a SQuAD-format file (CMRC 2018): the one SQuAD reader, for training
+    rows and the retrieval tasks alike. A question is kept as written (None or empty too), for callers to count."""
     doc = _json_document(path, encoding)
-    n = 0
     for article in doc.get("data", []) if isinstance(doc, dict) else []:
         for para in article.get("paragraphs", []):
-            for qa in para.get("qas", []):
-                n += 1
-                yield n, {"query": qa.get("question"), "positive": para.get("context")}
+            pid = para.get("id")
+            yield (None if pid is None else str(pid)), para.get("context"), [qa.get("question")
+                                                                               for qa in para.get("qas", [])]
+
+
+def _squad_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    """Each question -> the paragraph it was written on."""
+    n = 0
+    for _pid, context, questions in squad_paragraphs(path, encoding):
+        for question in questions:
+            n += 1
+            yield n, {"query": question, "positive": context}
     if n == 0:
         raise InputError(f"{path}: no SQuAD questions (expected {{'data': [{{'paragraphs': [{{'qas': ...}}]}}]}})")
 

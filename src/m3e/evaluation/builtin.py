@@ -134,19 +134,21 @@ def load_csl_retrieval(root: Path) -> RetrievalData:
 
 
 def _cmrc_paragraphs(path: Path, data: RetrievalData, with_questions: bool) -> None:
-    for article in read_json(path).get("data", []):
-        for para in article.get("paragraphs", []):
-            pid = str(para["id"])
-            data.corpus.append(para["context"])
-            data.doc_ids.append(pid)
-            if not with_questions:
+    from m3e.data.records import squad_paragraphs
+
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    for pid, context, questions in squad_paragraphs(path):
+        if pid is None:
+            raise InputError(f"{path}: a paragraph has no id")
+        data.corpus.append(context)
+        data.doc_ids.append(pid)
+        for question in questions if with_questions else []:
+            if not (question or "").strip():
+                count(data.dropped, "empty question")
                 continue
-            for qa in para.get("qas", []):
-                if not qa.get("question", "").strip():
-                    count(data.dropped, "empty question")
-                    continue
-                data.queries.append(qa["question"])
-                data.qrels.append({pid: 1})
+            data.queries.append(question)
+            data.qrels.append({pid: 1})
     if len(set(data.doc_ids)) != len(data.doc_ids):
         raise InputError(f"{path}: paragraph ids are not unique")
 
