@@ -117,10 +117,3 @@ def iter_documents(paths: list[str | Path], report: ReadReport, text_field: str 
             report.documents += 1
             yield Document(str(path.resolve()), value, doc_id, meta, no)
 
-
-def read_documents(paths: list[str | Path], text_field: str = "text", id_field: str = "id",
-                   ) -> tuple[list[Document], ReadReport]:
-    """Every document under ``paths`` in a list (small inputs; :func:`iter_documents` streams)."""
-    report = ReadReport()
-    docs = list(iter_documents(paths, report, text_field, id_field))
-    return docs, report

@@ -510,11 +510,6 @@ class Index:
             self._bm25 = BM25(ids, toks)
         return self._bm25
 
-    def info(self) -> dict:
-        keys = ("model", "backend", "dim", "chunks", "documents", "chunk_size", "overlap", "exact_below",
-                "generation", "created", "saved", "prompts")
-        return {k: self.manifest.get(k) for k in keys} | {"folder": str(self.folder)}
-
 
 def check_model(manifest: dict, embedder, folder: Path) -> None:
     """Refuse an embedder whose vectors are not the index's (dimension, then the probe sentence's vector)."""

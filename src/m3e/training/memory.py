@@ -8,8 +8,6 @@ steps 50% slower, measured), so the guard trims only when the process holds more
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import resource
 import sys
@@ -38,16 +36,6 @@ def physical_bytes() -> int | None:
         return None
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return None
-
-
 class MemoryGuard:
     """Call :meth:`after_step` between optimizer steps: it trims the C heap when resident memory is over
     ``fraction`` of the machine's memory (0: never)."""
@@ -55,7 +43,9 @@ class MemoryGuard:
     def __init__(self, fraction: float, *, rss: Callable[[], int | None] = resident_bytes,
                  trim: Callable[[int], int] | None | bool = True, total: int | None = None) -> None:
         self._rss = rss
-        self._trim = _malloc_trim() if trim is True else trim or None
+        from m3e.utils.memory import load_trim
+
+        self._trim = load_trim() if trim is True else trim or None
         total = total if total is not None else physical_bytes()
         self.budget = int(fraction * total) if fraction > 0 and total else None
         self.trims = 0

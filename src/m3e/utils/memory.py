@@ -15,7 +15,8 @@ import threading
 import time
 
 
-def _load_trim():
+def load_trim():
+    """glibc's ``malloc_trim`` (takes the bytes to keep), or None where there is none."""
     name = ctypes.util.find_library("c")
     if not name:
         return None
@@ -28,7 +29,7 @@ def _load_trim():
     return fn
 
 
-_TRIM = _load_trim()
+_TRIM = load_trim()
 
 
 class HeapTrimmer:
