@@ -46,23 +46,9 @@ class DistillConfig:
 
 
 def load_distill_recipe(path: Path) -> dict:
-    import yaml
+    from m3e.training.recipe import check_filter_files, check_sources, read_recipe_file
 
-    from m3e.training.recipe import check_filter_files, check_sources
-
-    try:
-        recipe = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"recipe {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML ({exc})") from None
-    if not isinstance(recipe, dict):
-        raise InputError(f"{path}: a distill recipe is a mapping with keys {sorted(RECIPE_KEYS)}")
-    unknown = set(recipe) - RECIPE_KEYS
-    if unknown:
-        raise InputError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(RECIPE_KEYS)}")
-    if "teacher" not in recipe:
-        raise InputError(f"{path}: missing 'teacher'")
+    recipe = read_recipe_file(path, RECIPE_KEYS, "a distill recipe", required=("teacher",))
     sources = list(recipe.get("sources") or [])
     if not isinstance(sources, list):
         raise InputError(f"{path}: 'sources' is a list of mappings with a 'path'")

@@ -29,7 +29,8 @@ RECIPE_KEYS = {"name", "base", "description", "sources", "max_records", "train",
                "filter_files"}
 
 
-def load_recipe(path: Path) -> dict:
+def read_recipe_file(path: Path, keys: set[str], what: str, required: tuple[str, ...]) -> dict:
+    """A recipe's YAML mapping, its keys checked (training and distill recipes alike)."""
     import yaml
 
     try:
@@ -39,13 +40,18 @@ def load_recipe(path: Path) -> dict:
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: invalid YAML ({exc})") from None
     if not isinstance(recipe, dict):
-        raise InputError(f"{path}: a recipe is a mapping with keys {sorted(RECIPE_KEYS)}")
-    unknown = set(recipe) - RECIPE_KEYS
+        raise InputError(f"{path}: {what} is a mapping with keys {sorted(keys)}")
+    unknown = set(recipe) - keys
     if unknown:
-        raise InputError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(RECIPE_KEYS)}")
-    for key in ("base", "sources"):
+        raise InputError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(keys)}")
+    for key in required:
         if key not in recipe:
             raise InputError(f"{path}: missing '{key}'")
+    return recipe
+
+
+def load_recipe(path: Path) -> dict:
+    recipe = read_recipe_file(path, RECIPE_KEYS, "a recipe", required=("base", "sources"))
     cap = recipe.get("max_records")
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
         raise InputError(f"{path}: max_records is a positive whole number of records per source, not {cap!r}")
