@@ -131,7 +131,9 @@ def encode(
         summary = encode_corpus(embedder, input, output, options, resume=resume, show_progress=True)
         _encode_report(summary, embedder.name)
         return
-    _encode_in_memory(embedder, texts, input, output, options, skip_blank)
+    from m3e.bulk.small import encode_small
+
+    encode_small(embedder, texts, input, output, options, skip_blank, log=_err, echo=typer.echo)
 
 
 def _encode_report(summary, by: str) -> None:
@@ -146,59 +148,6 @@ def _encode_report(summary, by: str) -> None:
               "tokens not counted on Ray")
     _err(f"encoded {summary.texts} texts ({counts}) with {by} in {summary.seconds:.1f}s ({rate:.0f} texts/s)"
          f"{resumed} -> {summary.output}/ ({summary.shards} shards)")
-
-
-def _encode_in_memory(embedder, texts, inputs, output, options, skip_blank: bool) -> None:
-    import numpy as np
-
-    from m3e.data.streams import Reader, expand_inputs
-    from m3e.utils.atomic import atomic_path
-
-    where: list[str] | None = None
-    lines: list[int] | None = None
-    if inputs:
-        reader = Reader(options.column, options.id_column, skip_bad=options.skip_bad, skip_empty=skip_blank)
-        records = list(reader.records(expand_inputs(inputs)))
-        if options.max_texts:
-            records = records[:options.max_texts]
-        for line in reader.report.lines():
-            _err(line)
-        if not records:
-            raise InputError(f"{', '.join(inputs)}: no texts to embed")
-        items = [r.text for r in records]
-        where, lines = [r.where for r in records], [r.line for r in records]
-    else:
-        items = list(texts or [])
-    vectors = embedder.encode(items, prompt=options.prompt, prompt_name=options.prompt_name,
-                              batch_size=options.batch_size, max_batch_tokens=options.max_batch_tokens,
-                              truncate=options.truncate, normalize=options.normalize)
-    stats = embedder.last_stats
-    name = (lambda i: where[i]) if where else (lambda i: f"text {i}")
-    if stats.truncated:
-        shown = ", ".join(name(i) for i in stats.truncated[:5])
-        more = "" if len(stats.truncated) <= 5 else f" and {len(stats.truncated) - 5} more"
-        _err(f"truncated {len(stats.truncated)} of {len(items)} texts at {embedder.max_length} tokens "
-             f"({shown}{more}); use --truncate window to keep all of them")
-
-    def rows():
-        for i, (text, vec) in enumerate(zip(items, vectors, strict=True)):
-            row = {"index": i, "text": text, "embedding": [round(float(x), 7) for x in vec]}
-            if lines:
-                row["line"] = lines[i]
-            yield json.dumps(row, ensure_ascii=False)
-
-    if output is None:
-        for row in rows():
-            typer.echo(row)
-    elif output.suffix.lower() == ".npy":
-        with atomic_path(output) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, vectors.astype(np.float32))
-    else:
-        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows():
-                fh.write(row + "\n")
-    _err(f"encoded {len(items)} texts with {embedder.name} (dim {embedder.dim}, {stats.tokens} tokens, "
-         f"{stats.seconds:.2f}s)" + (f" -> {output}" if output else ""))
 
 
 @app.command()
