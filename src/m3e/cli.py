@@ -608,6 +608,9 @@ def mine(
         raise InputError(f"--range must look like 10-100, not '{rank_range}'") from None
     if not 1 <= lo < hi:
         raise InputError(f"--range {rank_range}: need 1 <= start < end")
+    from m3e.utils.paths import check_output
+
+    check_output(output, folder=False)
     source = read_source(data)
     texts = read_texts(corpus, column=column, skip_blank=True).texts
     embedder = _load(model, device, threads, trust_remote_code, backend)
