@@ -71,6 +71,9 @@ def test_distill_end_to_end_and_resume(tmp_path, tiny_st_dir, data_dir):
     rows, _, info = read_packed(out / "packed")
     np.testing.assert_array_equal(rows, model.weight.detach().numpy())
     assert info["dim"] == 8 and info["quantize"] == "int8"
+    for folder in (out / "model", out / "packed"):  # no teacher's 512 limit: sentence-transformers reads it all
+        tok = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+        assert tok["truncation"] is None and tok["padding"] is None
     # no held-out text and no held-back (filter_files) text is trained on
     corpus = Corpus.load(out / "work" / "corpus")
     held = {t for e in corpus.held_out.values() for a, p, _ in e["pairs"] for t in (a, p)}

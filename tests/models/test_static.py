@@ -151,4 +151,4 @@ def test_builtin_static_keeps_every_cjk_character_the_teacher_knows(builtin_mode
     unk = static.tokenizer.token_to_id("<unk>")
     lost = [c for c, e in zip(known, static.tokenizer.encode_batch(known, add_special_tokens=False), strict=True)
             if unk in e.ids]
-    assert len(known) > 15_000 and lost == []
+    assert len(known) > 7_000 and lost == []  # the teacher's XLM-R vocabulary holds 7,688 of the 20,992

@@ -33,6 +33,15 @@ def dequantize_rows(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return q.astype(np.float32) * scales[:, None].astype(np.float32)
 
 
+def no_limit_tokenizer(tokenizer_json: str) -> str:
+    """The tokenizer without the teacher's truncation (512) and fixed padding: a static model reads a whole text,
+    and sentence-transformers' StaticEmbedding (which applies tokenizer.json as it is) must read it alike."""
+    data = json.loads(tokenizer_json)
+    data["truncation"] = None
+    data["padding"] = None
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 def write_packed(folder: Path, embeddings: np.ndarray, tokenizer_json: str, config: dict,
                  quantize: str = "int8") -> Path:
     """The shipped files: rows as int8 + one scale per row (or as float32), the tokenizer, the model's facts."""
@@ -46,7 +55,7 @@ def write_packed(folder: Path, embeddings: np.ndarray, tokenizer_json: str, conf
         save_file({"embeddings": np.ascontiguousarray(embeddings, dtype=np.float32)}, str(folder / PACKED))
     else:
         raise ValueError(f"quantize is int8 or float32, not {quantize!r}")
-    (folder / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    (folder / "tokenizer.json").write_text(no_limit_tokenizer(tokenizer_json), encoding="utf-8")
     (folder / "static_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     return folder
 
@@ -69,7 +78,7 @@ def write_model(folder: Path, embeddings: np.ndarray, tokenizer_json: str, confi
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({"embeddings": emb}, str(folder / "model.safetensors"))
-    (folder / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    (folder / "tokenizer.json").write_text(no_limit_tokenizer(tokenizer_json), encoding="utf-8")
     cfg = {"model_type": "model2vec", "architectures": ["StaticModel"], "hidden_dim": int(emb.shape[1]),
            "seq_length": 1000000, "normalize": True, "embedding_dtype": "float32", **(config or {})}
     (folder / "config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
