@@ -143,3 +143,15 @@ def test_inputs_and_outputs_are_checked_before_the_model_loads(tmp_path):
     (folder / "photo.png").write_bytes(b"\x89PNG")
     r = run("encode", "-i", str(folder), "-o", str(tmp_path / "v.npy"), "--model", str(tmp_path / "no-such-model"))
     assert "ignored 2 file(s)" in r.stderr and ".pdf: 1" in r.stderr and ".png: 1" in r.stderr
+
+
+def test_help_and_argument_errors_import_no_model_library():
+    """`m3e --help` and a mistyped option answer without importing torch, transformers or sentence-transformers."""
+    probe = ("import sys\nfrom typer.testing import CliRunner\nfrom m3e.cli import app\n"
+             "for args in (['--help'], ['encode', '--help'], ['encode', 'x', '--threads', '-2'],"
+             " ['eval', '--no-such-option']):\n"
+             "    CliRunner().invoke(app, args)\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
