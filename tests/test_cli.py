@@ -120,6 +120,10 @@ def test_inputs_and_outputs_are_checked_before_the_model_loads(tmp_path):
     src.write_text("今天天气很好\n", encoding="utf-8")
     (tmp_path / "a_file").write_text("x", encoding="utf-8")
     (tmp_path / "dir.npy").mkdir()
+    table = tmp_path / "table.csv"
+    table.write_text("body\n今天天气很好\n", encoding="utf-8")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"body": "今天天气很好"}\n', encoding="utf-8")
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
@@ -130,6 +134,8 @@ def test_inputs_and_outputs_are_checked_before_the_model_loads(tmp_path):
         (["encode", "-i", str(src), "-o", str(tmp_path / "dir.npy")], "is a folder; give a file name"),
         (["index", "build", "-i", str(src), "-o", str(tmp_path / "a_file")], "exists and is a file, not a folder"),
         (["encode", "-i", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "v.npy")], "nope.txt: file not found"),
+        (["encode", "-i", str(table), "-o", str(tmp_path / "shards")], "no column 'text' in the header"),
+        (["encode", "-i", str(rows), "-o", str(tmp_path / "v.npy")], "rows.jsonl:1: no field 'text' (fields: body)"),
     ]
     if os.geteuid() != 0:  # root writes anywhere
         cases.append((["encode", "-i", str(src), "-o", str(ro / "v.npy")], "no permission"))

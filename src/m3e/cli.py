@@ -100,14 +100,17 @@ def encode(
     if sharded and not input:
         raise InputError(f"--output {output} would be a folder of parquet shards, which is for --input files; "
                          "for a few texts use -o FILE.npy, -o FILE.jsonl or stdout")
-    from m3e.data.streams import expand_inputs, ignored_line
+    from m3e.data.streams import Reader, expand_inputs, ignored_line
     from m3e.utils.paths import check_output
 
-    if input:  # inputs and output checked before the model loads
+    if input:  # inputs and output checked before the model loads: files, the first row's column, the output
         ignored: list[Path] = []
-        expand_inputs(input, ignored)
+        files = expand_inputs(input, ignored)
         if ignored:
             _err(ignored_line(ignored))
+        peek = Reader(column, id_column, skip_bad=skip_bad, skip_empty=skip_blank).file_records(files[0])
+        next(peek, None)
+        peek.close()
     if output is not None:
         check_output(output, folder=sharded)
     from m3e.bulk.job import EncodeOptions
