@@ -126,6 +126,7 @@ def test_inputs_and_outputs_are_checked_before_the_model_loads(tmp_path):
     rows.write_text('{"body": "今天天气很好"}\n', encoding="utf-8")
     ro = tmp_path / "ro"
     ro.mkdir()
+    (ro / "index.json").write_text("{}", encoding="utf-8")
     ro.chmod(0o555)
     cases = [
         (["encode", "-i", str(src), "-o", str(tmp_path / "a_file" / "sub")], "a_file is a file"),
@@ -133,6 +134,7 @@ def test_inputs_and_outputs_are_checked_before_the_model_loads(tmp_path):
         (["encode", "-i", str(src), "-o", str(tmp_path / "a_file")], "exists and is a file, not a folder"),
         (["encode", "-i", str(src), "-o", str(tmp_path / "dir.npy")], "is a folder; give a file name"),
         (["index", "build", "-i", str(src), "-o", str(tmp_path / "a_file")], "exists and is a file, not a folder"),
+        (["index", "build", "-i", str(src), "-o", str(tmp_path / "ro")], "already exists; update it with"),
         (["encode", "-i", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "v.npy")], "nope.txt: file not found"),
         (["encode", "-i", str(table), "-o", str(tmp_path / "shards")], "no column 'text' in the header"),
         (["encode", "-i", str(rows), "-o", str(tmp_path / "v.npy")], "rows.jsonl:1: no field 'text' (fields: body)"),

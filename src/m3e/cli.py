@@ -701,10 +701,11 @@ def index_build(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Chunk, embed (passage prompt) and store documents in a new index folder, a shard at a time."""
-    from m3e.search.index import Index
+    from m3e.search.index import Index, check_new_index
     from m3e.utils.paths import check_output
 
     check_output(output, folder=True)  # before the model loads
+    check_new_index(output)
     embedder = _load(model, device, threads, trust_remote_code, backend)
     index, change = Index.build(input, output, embedder, chunk_size=chunk_size, overlap=overlap,
                                 text_field=text_field, id_field=id_field, batch_size=batch_size,

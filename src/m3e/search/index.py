@@ -113,8 +113,7 @@ class Index:
         """An empty index that becomes ``folder`` at :meth:`save` (which must not exist or be empty); it is
         written in ``work`` (default: a fresh temporary folder beside it) until then."""
         folder = Path(folder)
-        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise InputError(f"{folder} already exists; update it with `m3e index add` or choose a new folder")
+        check_new_index(folder)
         chunk_text("x", chunk_size, overlap)  # validates the sizes
         folder.parent.mkdir(parents=True, exist_ok=True)
         if work is None:
@@ -509,6 +508,12 @@ class Index:
             toks = [(r[1] if r[1] is not None else cached.get(r[0], "")).split() for r in rows]
             self._bm25 = BM25(ids, toks)
         return self._bm25
+
+
+def check_new_index(folder: Path) -> None:
+    """A new index goes where nothing is (or an empty folder)."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise InputError(f"{folder} already exists; update it with `m3e index add` or choose a new folder")
 
 
 def check_model(manifest: dict, embedder, folder: Path) -> None:
