@@ -523,13 +523,17 @@ def _dims(text: str) -> list[int]:
     return dims
 
 
+RecipeDataOpt = Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Folder the recipe's paths are "
+                                                  "relative to (default: $M3E_DATA_DIR).")]
+RecipeOutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default: the recipe's "
+                                                      "name).")]
+
+
 @app.command()
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
-    data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Folder the recipe's paths are "
-                                                  "relative to (default: $M3E_DATA_DIR).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default: the recipe's "
-                                                "name).")] = None,
+    data_dir: RecipeDataOpt = None,
+    output: RecipeOutputOpt = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Override: stop after this many steps.")] = None,
     max_records: Annotated[int | None, typer.Option(min=1, help="Cap every source at this many records (a "
                                                     "fixed-seed sample; a smoke run of the recipe).")] = None,
@@ -554,10 +558,8 @@ def train(
 @app.command()
 def distill(
     recipe: Annotated[Path, typer.Argument(help="Distill recipe YAML (see recipes/m3e-static-zh.yaml).")],
-    data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Folder the recipe's paths are "
-                                                  "relative to (default: $M3E_DATA_DIR).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output folder (default: the recipe's "
-                                                "name).")] = None,
+    data_dir: RecipeDataOpt = None,
+    output: RecipeOutputOpt = None,
     pca_dims: Annotated[int | None, typer.Option(min=2, help="Override: vector dimensions.")] = None,
     extra_latin: Annotated[int | None, typer.Option(min=0, help="Override: extra English tokens kept.")] = None,
     min_count: Annotated[int | None, typer.Option(min=1, help="Override: drop corpus tokens seen fewer times.")]
