@@ -119,7 +119,6 @@ class Reader:
         self.skip_bad = skip_bad  # every kind of bad row is skipped and counted
         self.skip_empty = skip_empty or skip_bad  # empty texts and lines only (the rest still stops the read)
         self.report = report if report is not None else SkipReport()
-        self._encoding = "utf-8"  # of the file being read (sniff_encoding)
 
     def records(self, files: list[Path]) -> Iterator[TextRecord]:
         for path in files:
@@ -137,14 +136,14 @@ class Reader:
         except OSError as exc:
             raise InputError(f"{path}: cannot read ({exc.strerror})") from None
         with handle:
-            self._encoding = sniff_encoding(handle.read(SNIFF_BYTES))
+            encoding = sniff_encoding(handle.read(SNIFF_BYTES))
             handle.seek(0)
             if kind == "txt":
-                yield from self._txt(path, handle)
+                yield from self._txt(path, handle, encoding)
             elif kind == "jsonl":
-                yield from self._jsonl(path, handle)
+                yield from self._jsonl(path, handle, encoding)
             else:
-                yield from self._csv(path, handle, "\t" if kind == "tsv" else ",")
+                yield from self._csv(path, handle, encoding, "\t" if kind == "tsv" else ",")
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def _bad(self, where: str, reason: str, detail: str = "") -> None:
@@ -154,11 +153,11 @@ class Reader:
             raise InputError(f"{where}: {reason}{detail} (pass {hint} to skip and count such rows)")
         self.report.add(reason, where)
 
-    def _lines(self, path: Path, handle, keep_end: bool = False) -> Iterator[tuple[int, str | None, int]]:
+    def _lines(self, path: Path, handle, encoding: str,
+               keep_end: bool = False) -> Iterator[tuple[int, str | None, int]]:
         """(line number, text or None when undecodable, bytes) for every line, in the file's encoding (UTF-8, or
         GB18030 when its start is not UTF-8 but is GB18030); the UTF-8 BOM is dropped; the line end is kept with
         ``keep_end`` (CSV fields may span lines)."""
-        encoding = self._encoding
         for no, raw in enumerate(handle, 1):
             size = len(raw)
             if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -195,10 +194,10 @@ class Reader:
         return str(value)
 
     # ---- formats -------------------------------------------------------------------------------------------
-    def _txt(self, path: Path, handle) -> Iterator[TextRecord]:
+    def _txt(self, path: Path, handle, encoding: str) -> Iterator[TextRecord]:
         if self.id_column:
             raise InputError(f"{path}: a txt file has no fields, so --id-column does not apply")
-        for no, line, size in self._lines(path, handle):
+        for no, line, size in self._lines(path, handle, encoding):
             if line is None:
                 continue
             where = f"{path}:{no}"
@@ -206,8 +205,8 @@ class Reader:
             if record is not None:
                 yield record
 
-    def _jsonl(self, path: Path, handle) -> Iterator[TextRecord]:
-        for no, line, size in self._lines(path, handle):
+    def _jsonl(self, path: Path, handle, encoding: str) -> Iterator[TextRecord]:
+        for no, line, size in self._lines(path, handle, encoding):
             if line is None:
                 continue
             where = f"{path}:{no}"
@@ -233,12 +232,12 @@ class Reader:
             if record is not None:
                 yield record
 
-    def _csv(self, path: Path, handle, delimiter: str) -> Iterator[TextRecord]:
+    def _csv(self, path: Path, handle, encoding: str, delimiter: str) -> Iterator[TextRecord]:
         sizes: list[int] = []
         numbers: list[int] = []
 
         def text_lines():
-            for no, line, size in self._lines(path, handle, keep_end=True):
+            for no, line, size in self._lines(path, handle, encoding, keep_end=True):
                 if line is None:  # reported as not UTF-8 already
                     continue
                 sizes.append(size)
