@@ -21,8 +21,9 @@ def _vocab() -> list[str]:
     return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *chars, *("##" + c for c in chars)]
 
 
-def build_tiny_hf_model(folder: Path, max_positions: int = 64, seed: int = 0) -> Path:
-    """A 2-layer BERT with a WordPiece tokenizer, saved as a plain Hugging Face folder (safetensors)."""
+def build_tiny_hf_model(folder: Path, max_positions: int = 64, seed: int = 0, segments: bool = False) -> Path:
+    """A 2-layer BERT with a WordPiece tokenizer, saved as a plain Hugging Face folder (safetensors).
+    ``segments``: the tokenizer gives a pair's second text token type 1 and the model takes token types."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -33,11 +34,13 @@ def build_tiny_hf_model(folder: Path, max_positions: int = 64, seed: int = 0) ->
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1" if segments else "[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_max_length=max_positions)
+                                   model_max_length=max_positions,
+                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"] if segments
+                                   else ["input_ids", "attention_mask"])
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=max_positions, pad_token_id=0)
@@ -82,6 +85,41 @@ def build_tiny_static_model(folder: Path, hf_folder: Path, dim: int = 12, seed: 
 @pytest.fixture(scope="session")
 def tiny_static_dir(tmp_path_factory, tiny_hf_dir) -> Path:
     return build_tiny_static_model(tmp_path_factory.mktemp("tiny_static") / "model", tiny_hf_dir)
+
+
+def build_tiny_cross_encoder(folder: Path, hf_folder: Path, seed: int = 0) -> Path:
+    """A sentence-transformers CrossEncoder (one label) over the tiny BERT; its head is scaled so that scores
+    spread over (0, 1) instead of all sitting at 0.5."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(seed)
+    ce = CrossEncoder(str(hf_folder), num_labels=1, device="cpu")
+    hf = ce[0].model
+    pairs = [(a, b) for a in SAMPLE[:6] for b in SAMPLE[6:12]]
+    with torch.no_grad():  # point the head along the pooled outputs' main direction of variation: logits std 2
+        enc = ce.tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt")
+        pooled = hf.bert(**enc).pooler_output
+        centered = pooled - pooled.mean(0)
+        direction = torch.linalg.svd(centered, full_matrices=False).Vh[0]
+        scale = 2.0 / float((centered @ direction).std())
+        hf.classifier.weight.copy_(direction[None] * scale)
+        hf.classifier.bias.fill_(-float(pooled.mean(0) @ direction) * scale)
+    ce.save(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory) -> Path:
+    hf = build_tiny_hf_model(tmp_path_factory.mktemp("tiny_hf_pairs"), max_positions=48, seed=1, segments=True)
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny_ce") / "model", hf)
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tiny_reranker_dir):
+    from m3e import load_reranker
+
+    return load_reranker(str(tiny_reranker_dir), device="cpu")
 
 
 @pytest.fixture(scope="session")

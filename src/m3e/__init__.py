@@ -6,7 +6,7 @@ Attributes load lazily so that `m3e --help` and input checks answer before torch
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["DEFAULT_MODEL", "Embedder", "M3EError", "__version__", "load_model"]
+__all__ = ["DEFAULT_MODEL", "Embedder", "M3EError", "Reranker", "__version__", "load_model", "load_reranker"]
 
 
 def __getattr__(name: str):
@@ -14,7 +14,7 @@ def __getattr__(name: str):
         from m3e.errors import M3EError
 
         return M3EError
-    if name in ("DEFAULT_MODEL", "Embedder", "load_model"):
+    if name in ("DEFAULT_MODEL", "Embedder", "Reranker", "load_model", "load_reranker"):
         import m3e.models as models
 
         return getattr(models, name)

@@ -255,10 +255,13 @@ def eval_cmd(
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: "
                                                    "$M3E_HOME/embedding-cache).")] = None,
     list_tasks: Annotated[bool, typer.Option("--list", help="List the built-in tasks and exit.")] = False,
-    rescore: Annotated[str | None, typer.Option(help="Retrieval tasks: a second model re-scores the first's top "
-                                                "--candidates (two-stage search; filed as MODEL>RESCORE@N).")]
-    = None,
-    candidates: Annotated[int, typer.Option(min=1, help="First-stage candidates for --rescore.")] = 100,
+    rescore: Annotated[str | None, typer.Option("--rescore", "--reranker", help="A second stage: an embedding "
+                                                "model or a reranker re-scores the first model's top --candidates "
+                                                "on retrieval tasks (filed as MODEL>SECOND@N); a reranker also "
+                                                "ranks the candidates of reranking tasks. The first model's own "
+                                                "results are written beside them.")] = None,
+    candidates: Annotated[int, typer.Option("--candidates", "--top-k", min=1, help="First-stage candidates for "
+                                            "--rescore/--reranker.")] = 100,
     bm25: Annotated[bool, typer.Option("--bm25", help="Score the lexical baseline instead of a model: BM25 over "
                                        "jieba words (retrieval tasks; filed as bm25-jieba).")] = False,
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
@@ -315,14 +318,24 @@ def eval_cmd(
         typer.echo(f"results in {output}/, summary in {output / 'summary.md'}")
         return
     if rescore:
+        from m3e.evaluation.runner import STAGE_TYPES
+        from m3e.models.resolver import resolve
+
         if source == "hub":
-            raise InputError("--rescore works on local tasks only (--source local)")
-        wrong = [t.name for t in chosen if t.type != "Retrieval"]
+            raise InputError("--rescore/--reranker works on local tasks only (--source local)")
+        role = resolve(rescore).role
+        allowed = STAGE_TYPES[role]
+        wrong = [t.name for t in chosen if t.type not in allowed]
         if wrong:
-            raise InputError(f"--rescore applies to retrieval tasks only, not {', '.join(wrong)} (use --type "
-                             "Retrieval)")
+            raise InputError(f"a second stage {role} ({rescore}) applies to {' and '.join(allowed)} tasks only, not "
+                             f"{', '.join(wrong)} (use --type Retrieval" + (" or --tasks" if role == "reranker"
+                                                                            else "") + ")")
     embedder = _load(model, device, threads, trust_remote_code, backend)
-    rescorer = _load(rescore, device, threads, trust_remote_code) if rescore else None
+    rescorer = None
+    if rescore:
+        from m3e.models.resolver import load_any
+
+        rescorer = load_any(rescore, device=device, threads=threads, trust_remote_code=trust_remote_code, log=_err)
 
     def show(result: dict) -> None:
         dropped = "".join(f", dropped {n} ({why})" for why, n in result["dropped"].items())
@@ -350,7 +363,7 @@ def eval_cmd(
             from m3e.utils.paths import m3e_home
 
             store = EmbeddingCache(cache_dir or m3e_home() / "embedding-cache", embedder)
-            if rescorer is not None:
+            if rescorer is not None and getattr(rescorer, "kind", "") != "reranker":
                 second_store = EmbeddingCache(cache_dir or m3e_home() / "embedding-cache", rescorer)
         evaluate(embedder, chosen, data_dir, output, progress=show, cache=store, show_progress=True,
                  rescore=rescorer, candidates=candidates, rescore_cache=second_store)
@@ -383,6 +396,9 @@ def serve(
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model to serve: built-in name, folder "
                                                     "or hub id, optionally as ALIAS=MODEL. Repeatable; the first "
                                                     "is the default. (default: $M3E_MODEL or the built-in)")] = None,
+    reranker: Annotated[list[str] | None, typer.Option("--reranker", help="Reranker (cross-encoder) to serve on "
+                                                       "/v1/rerank and /rerank: folder, hub id or built-in, "
+                                                       "optionally ALIAS=MODEL. Repeatable.")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
@@ -406,7 +422,8 @@ def serve(
     trust_remote_code: TrustOpt = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """OpenAI-compatible embeddings server: /v1/embeddings, /v1/models, /health, /metrics, /embed, /similarity."""
+    """OpenAI-compatible embeddings server (/v1/embeddings, /embed, /similarity) and rerank server (/v1/rerank
+    Jina/Cohere, /rerank TEI), with /v1/models, /health and /metrics."""
     import os
 
     from m3e.models.resolver import resolve
@@ -417,27 +434,33 @@ def serve(
     if set_but_empty or api_key is not None and any(not k.strip() for k in api_key):
         raise InputError("--api-key (or $M3E_API_KEY) is empty: the server would accept every request; set the "
                          "variable you meant, or leave the option out to serve without keys on 127.0.0.1")
-    specs = list(model or [])
-    if not specs:
+    specs, rr_specs = list(model or []), list(reranker or [])
+    if not specs and not rr_specs:
         from m3e.models.resolver import default_model_name
 
         specs = [default_model_name()]
-    aliases = [split_spec(s)[0] for s in specs]
+    aliases = [split_spec(s)[0] for s in specs + rr_specs]
     if len(set(aliases)) != len(aliases):
         raise InputError(f"two served models share a name: {', '.join(aliases)}; use ALIAS=MODEL")
     from m3e.models.onnx_backend import check_backend
 
     check_backend(backend)
     for spec in specs:  # fail now, with a clear message, rather than in the background loader
-        resolve(split_spec(spec)[1])
-    config = ServeConfig(models=specs, host=host, port=port, api_keys=list(api_key or []),
+        if resolve(split_spec(spec)[1]).role == "reranker":
+            raise InputError(f"--model {spec}: this is a reranker (a cross-encoder); serve it with --reranker")
+    for spec in rr_specs:
+        if resolve(split_spec(spec)[1]).role != "reranker":
+            raise InputError(f"--reranker {spec}: this is an embedding model, not a cross-encoder; serve it with "
+                             "--model")
+    config = ServeConfig(models=specs, rerankers=rr_specs, host=host, port=port, api_keys=list(api_key or []),
                          max_batch_tokens=max_batch_tokens, max_inputs=max_inputs, max_body_bytes=max_body_bytes,
                          queue_size=queue_size, max_queue_tokens=max_queue_tokens, truncate=not no_truncate,
                          prompt_name=prompt_name, device=device, threads=threads, backend=backend,
                          trust_remote_code=trust_remote_code, cl100k_file=cl100k_file)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.api_keys:
         _err(f"warning: serving on {host} without --api-key: anyone who can reach this port can use it")
-    _err(f"m3e serve: {', '.join(aliases)} on http://{host}:{port}/v1/embeddings")
+    routes = (["/v1/embeddings"] if specs else []) + (["/v1/rerank"] if rr_specs else [])
+    _err(f"m3e serve: {', '.join(aliases)} on http://{host}:{port} ({', '.join(routes)})")
     run_server(config, log_level=log_level)
 
 
@@ -483,10 +506,21 @@ def finetune(
     cache_dir: CacheDirOpt = None,
     seed: Annotated[int, typer.Option()] = 42,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to OUTPUT/runs.")] = False,
+    cross_encoder: Annotated[bool, typer.Option("--cross-encoder", help="Train a reranker (a cross-encoder) "
+                                                "instead: from --model (an embedding model gets a new one-label "
+                                                "head, a reranker goes on training), on the same data.")] = False,
+    loss: Annotated[str, typer.Option(help="--cross-encoder loss: bce (pairs labelled 1/0, scored pairs their "
+                                      "scaled score) or listwise (InfoNCE over the positive, hard and in-batch "
+                                      "negatives).")] = "bce",
+    negatives: Annotated[int, typer.Option(min=1, help="--cross-encoder: hard negatives per query (the record's "
+                                           "own, then mined).")] = 3,
+    mine_with: Annotated[str | None, typer.Option(help="--cross-encoder: embedding model that mines the hard "
+                                                  "negatives (default: the default model).")] = None,
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
-    """Fine-tune the M3E way: in-batch negatives, one source per batch, no duplicate texts in a batch."""
+    """Fine-tune the M3E way: in-batch negatives, one source per batch, no duplicate texts in a batch
+    (--cross-encoder: a reranker, on the same sources)."""
     from m3e.data.prepared import prepare_sources
     from m3e.training import FineTuner, TrainConfig
     from m3e.training.recipe import sources_file as read_sources_file
@@ -501,6 +535,24 @@ def finetune(
         sources.extend(read_sources_file(sources_file, cache_dir))
     if not sources:
         raise InputError("no training data: give --data PATH (repeatable) or --sources FILE")
+    if cross_encoder:
+        from m3e.models.resolver import default_model_name
+        from m3e.training.cross_encoder import RerankConfig, train_reranker
+
+        embedder_only = [n for n, v in (("--lora", lora), ("--cached", cached), ("--matryoshka", matryoshka),
+                                        ("--bitfit", bitfit), ("--symmetric", symmetric)) if v]
+        if embedder_only:
+            raise InputError(f"{', '.join(embedder_only)} train embedding models; not with --cross-encoder")
+        config = RerankConfig(output=str(output), loss=loss, negatives=negatives, mine_with=mine_with,
+                              epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr or 3e-5,
+                              warmup_ratio=warmup_ratio, max_length=max_length or 256, resume=resume, seed=seed,
+                              save_every=save_every or 100, eval_every=eval_every or 100, threads=threads,
+                              device=device)
+        config.check()
+        out = train_reranker(model or default_model_name(), sources, config, log=_err)
+        typer.echo(f"reranker in {out / 'model'} (loads in CrossEncoder and `m3e serve --reranker`); report in "
+                   f"{out / 'training_report.json'}")
+        return
     embedder = _load(model, device, threads, trust_remote_code)
     config = TrainConfig(
         output=str(output), epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
@@ -784,18 +836,23 @@ def search(
     exact: Annotated[bool | None, typer.Option("--exact/--approximate", help="Force exact or HNSW search "
                                                "(default: exact below the index's size threshold).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit.")] = False,
-    rescore: Annotated[str | None, typer.Option(help="Re-score the first stage's top candidates with this "
-                                                "model (e.g. m3e-small-zh over an m3e-static-zh index), "
-                                                "embedding their texts on the fly.")] = None,
-    candidates: Annotated[int, typer.Option(min=1, help="First-stage candidates for --rescore and "
+    rescore: Annotated[str | None, typer.Option("--rescore", "--rerank", help="Re-score the first stage's top "
+                                                "candidates with this model: a reranker (cross-encoder) reads the "
+                                                "query with each; an embedding model (e.g. m3e-small-zh over an "
+                                                "m3e-static-zh index) embeds them on the fly.")] = None,
+    candidates: Annotated[int, typer.Option(min=1, help="First-stage candidates for --rescore/--rerank and "
                                             "--hybrid.")] = 100,
-    rescore_backend: Annotated[str, typer.Option(help="Backend of the --rescore model: torch, onnx or "
+    rescore_backend: Annotated[str, typer.Option(help="Backend of the --rescore/--rerank model: torch, onnx or "
                                                  "onnx-int8.")] = "torch",
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
 ) -> None:
     """Search an index: the query prompt, top-k chunks with score, source and offsets."""
     index = _open_index(folder, model, device, threads, backend)
-    rescorer = _load(rescore, device, threads, backend=rescore_backend) if rescore else None
+    rescorer = None
+    if rescore:
+        from m3e.models.resolver import load_any
+
+        rescorer = load_any(rescore, device=device, threads=threads, backend=rescore_backend, log=_err)
     hits = index.search(query, k=k, hybrid=hybrid, exact=exact, candidates=candidates, rescore=rescorer)
     if as_json:
         for h in hits:

@@ -219,12 +219,61 @@ def test_evaluate_with_a_second_stage_files_it_apart(tmp_path, tiny_model, tiny_
     task_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     task = task_from_file(task_file)
     other = load_model(str(tiny_st_dir))
-    [res] = evaluate(tiny_model, [task], tmp_path, tmp_path / "out", rescore=other, candidates=2)
+    first, res = evaluate(tiny_model, [task], tmp_path, tmp_path / "out", rescore=other, candidates=2)
     assert res["model"] == f"{tiny_model.name}>{other.name}@2"
+    assert first["model"] == tiny_model.name  # the first stage alone, beside it
     assert (tmp_path / "out" / "summary.md").read_text().count(">") >= 1
     sts = select_tasks(["STSB"])
-    with pytest.raises(InputError, match="retrieval tasks only"):
+    with pytest.raises(InputError, match="Retrieval tasks only"):
         evaluate(tiny_model, sts, tmp_path, tmp_path / "out2", rescore=other)
+
+
+def test_a_reranker_ranks_reranking_candidates_and_the_first_stage(tmp_path, tiny_model, tiny_reranker):
+    """Reranking tasks: the reranker's order of each query's candidates; retrieval: the first stage's top k
+    re-ordered by the reranker. Both against a naive reference built from the reranker's own scores."""
+    from m3e.evaluation.types.reranking import RerankingData
+    from m3e.evaluation.types.retrieval import ranking_scores
+
+    queries = ["今天天气", "苹果", "北京"]
+    cands = [["今天天气很好", "我喜欢吃苹果", "这部电影很好看"], ["我喜欢吃苹果", "机器学习很有趣", "他在北京工作"],
+             ["他在北京工作", "今天阳光明媚", "这部电影很好看"]]
+    rel = [[1, 0, 0], [1, 0, 0], [1, 0, 1]]
+    rr_file = tmp_path / "rr.jsonl"
+    rr_file.write_text("".join(json.dumps({"query": q, "pos": [c[i] for i in range(3) if r[i]],
+                                           "neg": [c[i] for i in range(3) if not r[i]]}, ensure_ascii=False) + "\n"
+                               for q, c, r in zip(queries, cands, rel, strict=True)), encoding="utf-8")
+    task = task_from_file(rr_file)
+    first, second = evaluate(tiny_model, [task], tmp_path, tmp_path / "out", rescore=tiny_reranker)
+    assert first["model"] == tiny_model.name and second["model"] == tiny_reranker.name
+    data = task.load(tmp_path)
+    assert isinstance(data, RerankingData)
+    ranked = []
+    for q, texts in zip(data.queries, data.candidates, strict=True):
+        s = tiny_reranker.score(q, texts)
+        ranked.append([str(j) for j in sorted(range(len(texts)), key=lambda j: (-round(float(s[j]), 6), -j))])
+    qrels = [{str(j): 1 for j, r in enumerate(rr) if r} for rr in data.relevance]
+    assert second["scores"] == pytest.approx(ranking_scores(ranked, qrels))
+
+    ret_file = tmp_path / "ret.jsonl"
+    pairs = [("天气", "今天天气很好"), ("苹果", "我喜欢吃苹果"), ("电影", "这部电影很好看"), ("北京", "他在北京工作")]
+    ret_file.write_text("".join(json.dumps({"query": q, "pos": [p]}, ensure_ascii=False) + "\n" for q, p in pairs),
+                        encoding="utf-8")
+    ret = task_from_file(ret_file)
+    _, two = evaluate(tiny_model, [ret], tmp_path, tmp_path / "out3", rescore=tiny_reranker, candidates=3)
+    assert two["model"] == f"{tiny_model.name}>{tiny_reranker.name}@3"
+    data = ret.load(tmp_path)
+    q = tiny_model.encode(data.queries, prompt_name="query")
+    d = tiny_model.encode(data.corpus, prompt_name="passage")
+    ranked = []
+    for i, query in enumerate(data.queries):
+        sims = d @ q[i]
+        top = sorted(range(len(d)), key=lambda j: (-sims[j], data.doc_ids[j]), reverse=False)[:3]
+        s = tiny_reranker.score(query, [data.corpus[j] for j in top])
+        order = sorted(range(3), key=lambda k: (-round(float(s[k]), 6), data.doc_ids[top[k]]), reverse=False)
+        ranked.append([data.doc_ids[top[k]] for k in order])
+    assert two["scores"]["ndcg_at_10"] == pytest.approx(ranking_scores(ranked, data.qrels)["ndcg_at_10"])
+    with pytest.raises(InputError, match="Retrieval and Reranking tasks only"):
+        evaluate(tiny_model, select_tasks(["STSB"]), tmp_path, tmp_path / "out2", rescore=tiny_reranker)
 
 
 def test_bm25_baseline_equals_a_naive_ranking():

@@ -59,3 +59,24 @@ def test_chroma_embedding_function_in_a_collection(tiny_model, tiny_st_dir):
     assert res["documents"][0][0] == best(tiny_model, "北京")
     rebuilt = M3EEmbeddingFunction.build_from_config(fn.get_config())
     np.testing.assert_allclose(rebuilt(["你好"])[0], fn(["你好"])[0], atol=1e-6)
+
+
+def test_rerankers_in_langchain_and_llamaindex(tiny_reranker, tiny_reranker_dir):
+    """Both adapters return the top n in CrossEncoder.predict's order, with its scores."""
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+    from sentence_transformers import CrossEncoder
+
+    from m3e.integrations.langchain import M3ERerank as LCRerank
+    from m3e.integrations.llamaindex import M3ERerank as LIRerank
+
+    texts = ["今天阳光明媚", "我喜欢吃苹果", "他在北京工作", "这部电影很好看"]
+    ref = CrossEncoder(str(tiny_reranker_dir), device="cpu").predict([("今天天气很好", t) for t in texts])
+    want = [texts[i] for i in np.argsort(-ref, kind="stable")[:2]]
+    out = LCRerank(str(tiny_reranker_dir), top_n=2, device="cpu").compress_documents(
+        [Document(page_content=t, metadata={"n": i}) for i, t in enumerate(texts)], "今天天气很好")
+    assert [d.page_content for d in out] == want and out[0].metadata["n"] == texts.index(want[0])
+    assert abs(out[0].metadata["relevance_score"] - float(ref.max())) < 1e-4
+    nodes = LIRerank(tiny_reranker, top_n=2).postprocess_nodes(
+        [NodeWithScore(node=TextNode(text=t), score=0.0) for t in texts], QueryBundle("今天天气很好"))
+    assert [n.node.get_content() for n in nodes] == want

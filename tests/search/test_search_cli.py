@@ -186,3 +186,23 @@ def test_search_rescore_reorders_the_candidates_by_the_second_model(tmp_path, ti
     np.testing.assert_allclose([h["score"] for h in hits], np.sort(sims)[::-1][:3], atol=1e-5)
     first = tiny_model.encode(texts, prompt_name="passage") @ tiny_model.encode(["天气"], prompt_name="query")[0]
     assert all(abs(h["dense_score"] - first[texts.index(h["text"])]) < 1e-5 for h in hits)
+
+
+def test_search_rerank_orders_the_candidates_by_the_cross_encoder(tmp_path, tiny_st_dir, tiny_reranker_dir):
+    """`--rerank CROSS_ENCODER`: the first stage's candidates in the order of sentence-transformers'
+    CrossEncoder.predict on (query, chunk) pairs; an embedding model named there is not mistaken for one."""
+    from sentence_transformers import CrossEncoder
+
+    docs = tmp_path / "docs.jsonl"
+    texts = ["今天天气很好", "我喜欢吃苹果", "这部电影很好看", "他在北京工作", "机器学习很有趣"]
+    docs.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    ix = tmp_path / "ix"
+    assert run("index", "build", "-i", str(docs), "-o", str(ix), "--model", str(tiny_st_dir)).returncode == 0
+    r = run("search", str(ix), "天气", "-k", "3", "--rerank", str(tiny_reranker_dir), "--candidates", "5", "--json")
+    assert r.returncode == 0, r.stderr
+    hits = [json.loads(line) for line in r.stdout.splitlines()]
+    ref = CrossEncoder(str(tiny_reranker_dir), device="cpu").predict([("天气", t) for t in texts])
+    assert [h["text"] for h in hits] == [texts[i] for i in np.argsort(-ref, kind="stable")[:3]]
+    np.testing.assert_allclose([h["score"] for h in hits], np.sort(ref)[::-1][:3], atol=1e-4)
+    r = run("serve", "--model", str(tiny_reranker_dir))
+    assert r.returncode != 0 and "is a reranker" in r.stderr and "Traceback" not in r.stderr

@@ -48,13 +48,14 @@ def test_shipped_recipe_sources_on_real_data(shared_data, tmp_path):
     every record of each source (the recipe without its cap), then the recipe's own 600-per-source sample."""
     from m3e.data.records import read_source
     from m3e.data.texthash import norm
+    from m3e.evaluation.builtin import BUILTIN_TASKS
     from m3e.training.recipe import evaluation_texts
 
     shipped = load_recipe(RECIPES / "m3e-small-zh.yaml")
     assert shipped["max_records"] == 600 and shipped["train"]["merge_scale"] == 0.7
     recipe = {k: v for k, v in shipped.items() if k != "max_records"}
     sources, report, sizes = build_sources(recipe, shared_data, cache_dir=tmp_path / "cache")
-    assert len(sizes) == 28 and sum(sizes.values()) > 250_000
+    assert len(sizes) == len(BUILTIN_TASKS) and sum(sizes.values()) > 250_000
     texts, _ = evaluation_texts(shared_data)
     for spec, source in zip(recipe["sources"], sources, strict=True):
         options = {k: v for k, v in spec.items() if k not in ("path", "max_records", "license")}

@@ -17,6 +17,7 @@ from m3e.evaluation.types import task_type as task_type_named
 from m3e.evaluation.types.base import count
 from m3e.evaluation.types.bitext import BitextData
 from m3e.evaluation.types.classification import LabelledData, clean_labelled, split_train_test
+from m3e.evaluation.types.reranking import RerankingData
 from m3e.evaluation.types.retrieval import RetrievalData
 from m3e.evaluation.types.sts import load_jsonl_pairs, load_tsv_pairs
 
@@ -171,6 +172,23 @@ def load_cmrc_retrieval_hard(root: Path) -> RetrievalData:
     return data
 
 
+def _kuake_qtr_rows(root: Path, dropped: dict[str, int]):
+    """(query, title, grade 0-3) of KUAKE-QTR train + dev; empty queries or titles are counted in ``dropped``."""
+    for name in ("KUAKE-QTR_train.json", "KUAKE-QTR_dev.json"):
+        path = root / "KUAKE-QTR" / name
+        rows = read_json(path)
+        if not isinstance(rows, list):
+            raise InputError(f"{path}: expected a JSON array of rows")
+        for i, row in enumerate(rows):
+            query, title, label = row.get("query"), row.get("title"), str(row.get("label", ""))
+            if not isinstance(query, str) or not isinstance(title, str) or label not in ("0", "1", "2", "3"):
+                raise InputError(f"{path} row {i + 1}: expected query, title and a label 0-3")
+            if not query.strip() or not title.strip():
+                count(dropped, "empty query or title")
+                continue
+            yield query, title, int(label)
+
+
 def load_kuake_qtr(root: Path) -> RetrievalData:
     """Medical search queries against every distinct page title of KUAKE-QTR train + dev, graded 0-3.
 
@@ -179,28 +197,16 @@ def load_kuake_qtr(root: Path) -> RetrievalData:
     data = RetrievalData([], [], [], [])
     title_id: dict[str, str] = {}
     grades: dict[str, dict[str, int]] = {}
-    for name in ("KUAKE-QTR_train.json", "KUAKE-QTR_dev.json"):
-        path = root / "KUAKE-QTR" / name
-        rows = read_json(path)
-        if not isinstance(rows, list):
-            raise InputError(f"{path}: expected a JSON array of rows")
-        for i, row in enumerate(rows):
-            where = f"{path} row {i + 1}"
-            query, title, label = row.get("query"), row.get("title"), str(row.get("label", ""))
-            if not isinstance(query, str) or not isinstance(title, str) or label not in ("0", "1", "2", "3"):
-                raise InputError(f"{where}: expected query, title and a label 0-3")
-            if not query.strip() or not title.strip():
-                count(data.dropped, "empty query or title")
-                continue
-            if title not in title_id:
-                title_id[title] = f"t{len(title_id):05d}"
-                data.corpus.append(title)
-                data.doc_ids.append(title_id[title])
-            rel = grades.setdefault(query, {})
-            doc = title_id[title]
-            if doc in rel:
-                count(data.dropped, "(query, title) pair listed twice")
-            rel[doc] = max(rel.get(doc, 0), int(label))
+    for query, title, label in _kuake_qtr_rows(root, data.dropped):
+        if title not in title_id:
+            title_id[title] = f"t{len(title_id):05d}"
+            data.corpus.append(title)
+            data.doc_ids.append(title_id[title])
+        rel = grades.setdefault(query, {})
+        doc = title_id[title]
+        if doc in rel:
+            count(data.dropped, "(query, title) pair listed twice")
+        rel[doc] = max(rel.get(doc, 0), label)
     for query, rel in grades.items():
         positive = {d: g for d, g in rel.items() if g > 0}
         if not positive:
@@ -208,6 +214,28 @@ def load_kuake_qtr(root: Path) -> RetrievalData:
             continue
         data.queries.append(query)
         data.qrels.append(positive)
+    return data
+
+
+def load_kuake_qtr_reranking(root: Path) -> RerankingData:
+    """Each KUAKE-QTR query with its own graded titles (as C-MTEB's T2Reranking: the task brings the candidates);
+    relevant = grade 2 or 3 ("mostly" or "fully" answers the query). A query whose titles are all relevant or all
+    not has nothing to rank and is dropped (counted)."""
+    data = RerankingData([], [], [])
+    grouped: dict[str, dict[str, int]] = {}
+    for query, title, label in _kuake_qtr_rows(root, data.dropped):
+        titles = grouped.setdefault(query, {})
+        if title in titles:
+            count(data.dropped, "(query, title) pair listed twice")
+        titles[title] = max(titles.get(title, 0), label)
+    for query, titles in grouped.items():
+        relevant = [1 if g >= 2 else 0 for g in titles.values()]
+        if all(relevant) or not any(relevant):
+            count(data.dropped, "query whose titles are all relevant or all not")
+            continue
+        data.queries.append(query)
+        data.candidates.append(list(titles))
+        data.relevance.append(relevant)
     return data
 
 
@@ -232,6 +260,36 @@ def load_lcsts_retrieval(root: Path) -> RetrievalData:
                 count(data.dropped, "repeated row merged")
             rel[text_id[text]] = 1
     data.queries, data.qrels = list(by_title), list(by_title.values())
+    return data
+
+
+LCSTS_CANDIDATES = 20
+
+
+def load_lcsts_reranking(root: Path) -> RerankingData:
+    """LCSTS test headlines, each with its own short text among the texts BM25 (jieba words) ranks highest for it
+    over all val + test texts: ``LCSTS_CANDIDATES`` candidates a query, found without any model, so every model
+    ranks the same lists and the negatives are hard lexical look-alikes. The gold text joins its list where BM25
+    misses it (counted)."""
+    from m3e.evaluation.lexical import bm25_rankings
+
+    rows = [(t, x) for name in ("val.tsv", "test.tsv") for _no, t, x in _lcsts_rows(root / "LCSTS_CLGE" / name)]
+    corpus = list(dict.fromkeys(x for _t, x in rows))
+    tests = {}
+    for _no, title, text in _lcsts_rows(root / "LCSTS_CLGE" / "test.tsv"):
+        tests.setdefault(title, set()).add(text)
+    data = RerankingData([], [], [])
+    ids = [f"s{i:05d}" for i in range(len(corpus))]
+    ranked = bm25_rankings(list(tests), corpus, ids, top=LCSTS_CANDIDATES)
+    for (title, gold), found in zip(tests.items(), ranked, strict=True):
+        cands = [corpus[int(i[1:])] for i in found]
+        missing = [g for g in gold if g not in cands]
+        if missing:
+            count(data.dropped, "gold text outside the BM25 list (added)", len(missing))
+            cands = cands[:LCSTS_CANDIDATES - len(missing)] + missing
+        data.queries.append(title)
+        data.candidates.append(cands)
+        data.relevance.append([1 if c in gold else 0 for c in cands])
     return data
 
 
@@ -372,6 +430,13 @@ _TASKS = [
          "titles are all graded 0 dropped; not in C-MTEB.", "ndcg_at_10", load_kuake_qtr),
     Task("LCSTSRetrieval", "Retrieval", "s2p", "LCSTS (CLGE packaging) val + test: Weibo news headlines -> their "
          "short text among all 1,997 val/test texts; not in C-MTEB.", "ndcg_at_10", load_lcsts_retrieval),
+    Task("MedicalQTRReranking", "Reranking", "s2p", "KUAKE-QTR (CBLUE) train + dev: each medical search query "
+         "ranks its own graded page titles (relevant = grade 2-3); queries whose titles are all relevant or all not "
+         "dropped; MAP over each query's candidates as C-MTEB's T2Reranking; not in C-MTEB.", "map_at_1000",
+         load_kuake_qtr_reranking),
+    Task("LCSTSReranking", "Reranking", "s2p", "LCSTS (CLGE packaging) test: each headline ranks its short text "
+         f"among the {LCSTS_CANDIDATES} val/test texts BM25 (jieba) ranks highest for it (model-free, hard lexical "
+         "negatives); not in C-MTEB.", "map_at_1000", load_lcsts_reranking),
     Task("LeetCodeRetrieval", "Retrieval", "s2c", "LeetCode (doocs/leetcode, CC BY-SA 4.0): Chinese problem "
          "statement -> its Python solution among all 3,455 distinct solutions; query prompt on statements, "
          "passage prompt on code.", "ndcg_at_10", load_leetcode),

@@ -54,18 +54,47 @@ class EmbeddingMemo:
         return np.stack([self._store[(prompt, t)] for t in texts])
 
 
+class PairMemo:
+    """A reranker's score of every (query, document) pair seen in this run, so each pair is read once. ``embedder``
+    names the reranker (for result labels)."""
+
+    def __init__(self, reranker, show_progress: bool = False) -> None:
+        self.embedder = reranker
+        self.show_progress = show_progress
+        self._store: dict[tuple[str, str], float] = {}
+        self.scored = 0
+
+    def score(self, query: str, documents: list[str]) -> np.ndarray:
+        missing = [d for d in dict.fromkeys(documents) if (query, d) not in self._store]
+        if missing:
+            values = self.embedder.score(query, missing, truncate="window")
+            self.scored += len(missing)
+            self._store.update({(query, d): float(v) for d, v in zip(missing, values, strict=True)})
+        return np.array([self._store[(query, d)] for d in documents], dtype=np.float64)
+
+
+STAGE_TYPES = {"embedder": ("Retrieval",), "reranker": ("Retrieval", "Reranking")}
+
+
 def model_slug(name: str) -> str:
     return re.sub(r"[^\w.\-]+", "__", name.strip("/")) or "model"
 
 
 @dataclass
 class Rescore:
-    """A second stage for retrieval tasks: ``memo``'s model re-scores the first model's top ``candidates``."""
+    """A second stage: ``memo``'s model (an embedder, or a reranker in a :class:`PairMemo`) re-scores the first
+    model's top ``candidates`` on retrieval tasks; a reranker also ranks the candidates of reranking tasks."""
 
-    memo: EmbeddingMemo
+    memo: EmbeddingMemo | PairMemo
     candidates: int = 100
 
-    def label(self, first) -> str:
+    @property
+    def kind(self) -> str:
+        return "reranker" if isinstance(self.memo, PairMemo) else "embedder"
+
+    def label(self, first, task: Task) -> str:
+        if task.type == "Reranking":  # the task brings its candidates: no first stage
+            return result_label(self.memo.embedder)
         return f"{result_label(first)}>{result_label(self.memo.embedder)}@{self.candidates}"
 
 
@@ -79,23 +108,27 @@ def score_task(task: Task, data, memo: EmbeddingMemo, rescore: Rescore | None = 
 
     params = task.params
     if rescore is not None:
-        if task.type != "Retrieval":
-            raise InputError(f"task {task.name}: a second stage (--rescore) applies to retrieval tasks only")
-        params = {**params, "rescore": encoder(rescore.memo), "candidates": rescore.candidates}
+        allowed = STAGE_TYPES[rescore.kind]
+        if task.type not in allowed:
+            raise InputError(f"task {task.name}: a second stage {rescore.kind} applies to {' and '.join(allowed)} "
+                             "tasks only")
+        second = rescore.memo.score if rescore.kind == "reranker" else None
+        params = {**params, "candidates": rescore.candidates,
+                  **({"rerank": second} if second else {"rescore": encoder(rescore.memo)})}
     try:
         return task.kind.score(data, encoder(memo), params), len(data)
     except TaskRefused as exc:
         raise InputError(f"task {task.name}: {exc}") from None
 
 
-def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path, rescore: Rescore | None = None) -> dict:
+def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path, rescore: Rescore | None = None, data=None) -> dict:
     start = time.perf_counter()
-    data = task.load(data_dir)
+    data = task.load(data_dir) if data is None else data
     scores, n = score_task(task, data, memo, rescore)
     result = {
         "task": task.name,
         "type": task.type,
-        "model": rescore.label(memo.embedder) if rescore else result_label(memo.embedder),
+        "model": rescore.label(memo.embedder, task) if rescore else result_label(memo.embedder),
         "backend": getattr(memo.embedder, "backend", "torch"),
         "category": task.category,
         "main_score_name": task.main_score,
@@ -113,22 +146,34 @@ def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path, rescore: Rescore |
 
 def evaluate(embedder, tasks: list[Task], data_dir: Path, output: Path, progress=None, cache=None,
              show_progress: bool = False, rescore=None, candidates: int = 100, rescore_cache=None) -> list[dict]:
-    """Run ``tasks`` in order, writing each result as soon as it is scored, then the summary. ``rescore``: a
-    second embedder that re-scores the first's top ``candidates`` on retrieval tasks (filed as FIRST>SECOND@N)."""
+    """Run ``tasks`` in order, writing each result as soon as it is scored, then the summary.
+
+    ``rescore``: a second stage, an embedder or a reranker, that re-scores the first's top ``candidates`` on
+    retrieval tasks (filed as FIRST>SECOND@N); a reranker also ranks the candidates of reranking tasks (filed
+    under its name). With a second stage the first model's own results are written too, so the summary shows
+    what the second stage adds."""
     memo = EmbeddingMemo(embedder, cache, show_progress)
-    second = Rescore(EmbeddingMemo(rescore, rescore_cache, show_progress), candidates) if rescore is not None \
-        else None
-    if second is not None:
-        wrong = [t.name for t in tasks if t.type != "Retrieval"]
+    second = None
+    if rescore is not None:
+        is_reranker = getattr(rescore, "kind", "") == "reranker"
+        stage = PairMemo(rescore, show_progress) if is_reranker else EmbeddingMemo(rescore, rescore_cache,
+                                                                                   show_progress)
+        second = Rescore(stage, candidates)
+        allowed = STAGE_TYPES[second.kind]
+        wrong = [t.name for t in tasks if t.type not in allowed]
         if wrong:
-            raise InputError(f"a second stage (--rescore) applies to retrieval tasks only, not {', '.join(wrong)}")
+            raise InputError(f"a second stage {second.kind} applies to {' and '.join(allowed)} tasks only, not "
+                             f"{', '.join(wrong)}")
     results = []
     for task in tasks:
-        result = run_task(task, memo, data_dir, second)
-        results.append(result)
-        save_result(output, result)
-        if progress:
-            progress(result)
+        data = task.load(data_dir)
+        runs = [None, second] if second is not None else [None]
+        for stage in runs:
+            result = run_task(task, memo, data_dir, stage, data)
+            results.append(result)
+            save_result(output, result)
+            if progress:
+                progress(result)
     write_summary(output)
     return results
 

@@ -13,6 +13,15 @@ def resolve_embedder(model=None, **load_kwargs):
     return load_model(model, **load_kwargs)
 
 
+def resolve_reranker(model, **load_kwargs):
+    """An :class:`m3e.models.reranker.Reranker` as given, or loaded by name through the one resolver."""
+    if getattr(model, "kind", "") == "reranker":
+        return model
+    from m3e.models.resolver import load_reranker
+
+    return load_reranker(model, **load_kwargs)
+
+
 def prompt_names(embedder) -> tuple[str | None, str | None]:
     """(query prompt name, document prompt name) the model has, else None for plain encoding."""
     from m3e.models.encoder import role_prompt

@@ -250,19 +250,8 @@ class Embedder:
                     show_progress: bool | None = False, stats: EncodeStats | None = None) -> torch.Tensor:
         """Pooled (unnormalized) vectors of content-id sequences, in length-sorted token-budget batches."""
         stats = stats if stats is not None else EncodeStats()
-        extra = len(self._prefix) + len(self._suffix)
-        order = sorted(range(len(units)), key=lambda k: len(units[k]), reverse=True)
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for k in order:
-            # Sorted longest first: the first item of a batch sets its padded length.
-            width = len(units[current[0]]) + extra if current else len(units[k]) + extra
-            if current and (len(current) >= batch_size or width * (len(current) + 1) > max_batch_tokens):
-                batches.append(current)
-                current = []
-            current.append(k)
-        if current:
-            batches.append(current)
+        batches = plan_batches([len(u) for u in units], len(self._prefix) + len(self._suffix), batch_size,
+                               max_batch_tokens)
         stats.batches += len(batches)
 
         if show_progress is None:
@@ -329,6 +318,24 @@ class Embedder:
         with atomic_dir(target) as tmp:
             self.model.save(str(tmp))
         return target
+
+
+def plan_batches(lengths: Sequence[int], extra: int, batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches, longest first, each at most ``batch_size`` items and ``max_batch_tokens``
+    padded tokens (``extra``: special tokens added to every item). One rule for embedders and rerankers."""
+    order = sorted(range(len(lengths)), key=lambda k: lengths[k], reverse=True)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for k in order:
+        # Sorted longest first: the first item of a batch sets its padded length.
+        width = lengths[current[0]] + extra if current else lengths[k] + extra
+        if current and (len(current) >= batch_size or width * (len(current) + 1) > max_batch_tokens):
+            batches.append(current)
+            current = []
+        current.append(k)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def named_prompt(embedder, name: str | None, *, optional: bool = False) -> str:

@@ -134,18 +134,19 @@ def _transformer(st):
 
 
 class _Wrapped(torch.nn.Module):
-    def __init__(self, model, names: list[str]):
+    def __init__(self, model, names: list[str], output: str = "last_hidden_state"):
         super().__init__()
         self.model = model
         self.names = names
+        self.output = output
 
     def forward(self, *inputs):
-        return self.model(**dict(zip(self.names, inputs, strict=True))).last_hidden_state
+        return getattr(self.model(**dict(zip(self.names, inputs, strict=True))), self.output)
 
 
-def _export_fp32(st, folder: Path, input_names: list[str]) -> Path:
-    """Trace the transformer with eager attention (the pattern ONNX Runtime fuses), then fuse what it can."""
-    hf = _transformer(st).auto_model
+def _export_fp32(hf, folder: Path, input_names: list[str], output: str = "token_embeddings") -> Path:
+    """Trace a transformers model (its token embeddings, or a classifier's logits) with eager attention (the
+    pattern ONNX Runtime fuses), then fuse what it can."""
     previous = getattr(hf.config, "_attn_implementation", None)
     raw = folder / "raw.onnx"
     try:
@@ -154,14 +155,15 @@ def _export_fp32(st, folder: Path, input_names: list[str]) -> Path:
         dummy = tuple(torch.ones((2, 8), dtype=torch.long) if n == "attention_mask" else
                       torch.randint(5, 100, (2, 8)) if n == "input_ids" else torch.zeros((2, 8), dtype=torch.long)
                       for n in input_names)
-        axes = {n: {0: "batch", 1: "sequence"} for n in [*input_names, "token_embeddings"]}
+        axes = {n: {0: "batch", 1: "sequence"} for n in input_names}
+        axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "sequence"}
         import warnings
 
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_Wrapped(hf, input_names).eval().cpu(), dummy, str(raw), input_names=input_names,
-                              output_names=["token_embeddings"], dynamic_axes=axes, opset_version=17,
-                              dynamo=False)
+            wrapped = _Wrapped(hf, input_names, "logits" if output == "logits" else "last_hidden_state")
+            torch.onnx.export(wrapped.eval().cpu(), dummy, str(raw), input_names=input_names,
+                              output_names=[output], dynamic_axes=axes, opset_version=17, dynamo=False)
     finally:
         if previous is not None and hasattr(hf, "set_attn_implementation"):
             hf.set_attn_implementation(previous)
@@ -197,8 +199,19 @@ def _after_activation(model) -> list[str]:
 
 def activation_peaks(embedder) -> dict[int, float]:
     """Largest |GELU output| per encoder layer on the fixed sentences (BERT-family layouts; else empty)."""
-    hf = _transformer(embedder.model).auto_model
-    layers = getattr(getattr(hf, "encoder", None), "layer", None)
+    saved = embedder.onnx
+    try:
+        embedder.onnx = None
+        return _peaks(_transformer(embedder.model).auto_model,
+                      lambda: embedder.encode(FIDELITY_SENTENCES, show_progress=False))
+    finally:
+        embedder.onnx = saved
+
+
+def _peaks(hf, run) -> dict[int, float]:
+    """Largest |GELU output| per encoder layer of ``hf`` while ``run()`` runs (a classifier's encoder too)."""
+    base = getattr(hf, "base_model", hf)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
     if layers is None or not all(hasattr(layer, "intermediate") for layer in layers):
         return {}
     peaks: dict[int, float] = {}
@@ -209,12 +222,9 @@ def activation_peaks(embedder) -> dict[int, float]:
         return record
 
     handles = [layer.intermediate.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
-    saved = embedder.onnx
     try:
-        embedder.onnx = None
-        embedder.encode(FIDELITY_SENTENCES, show_progress=False)
+        run()
     finally:
-        embedder.onnx = saved
         for h in handles:
             h.remove()
     return peaks
@@ -295,10 +305,37 @@ def onnx_folder(model_dir: Path | None, name: str) -> Path:
     return m3e_home() / "onnx" / f"{slug}-{export_key(model_dir, name)}"
 
 
-def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=None) -> OnnxTransformer:
-    """Give ``embedder`` an ONNX Runtime transformer, exporting (and checking) it on first use."""
+def _measure_files(paths: tuple[Path, Path], measure) -> dict:
+    """``{file name: {backend, bytes, fidelity}}`` of the fp32 and int8 exports; ``measure(path, kind)``."""
+    return {path.name: {"backend": kind, "bytes": path.stat().st_size, "fidelity": measure(path, kind)}
+            for kind, path in zip(("onnx", "onnx-int8"), paths, strict=True)}
+
+
+def _export_once(folder: Path, backend: str, what: str, build, report, log=None) -> dict:
+    """``folder``'s export metadata, exporting first when ``backend``'s file is missing: ``build(tmp)`` writes every
+    file into a fresh folder and returns its metadata; an interrupted export leaves only a temporary folder, and an
+    older export stays usable until the new one is whole. ``report(fidelity)`` words each file's check."""
     from m3e.utils.atomic import atomic_dir
 
+    meta_path = folder / "export.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if FILES[backend] in meta.get("files", {}):
+        return meta
+    say = log or (lambda _m: None)
+    say(f"exporting {what} to ONNX (once; cached in {folder})")
+    start = time.perf_counter()
+    with atomic_dir(folder, replace=True) as tmp:
+        meta = {"export_version": EXPORT_VERSION, **build(tmp), "int8_kernels": int8_kernels(),
+                "seconds": round(time.perf_counter() - start, 1),
+                "onnxruntime": __import__("onnxruntime").__version__, "torch": torch.__version__}
+        (tmp / "export.json").write_text(json.dumps(meta, indent=2))
+    for kind, name in FILES.items():
+        say(f"  {kind}: {report(meta['files'][name]['fidelity'])}")
+    return meta
+
+
+def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=None) -> OnnxTransformer:
+    """Give ``embedder`` an ONNX Runtime transformer, exporting (and checking) it on first use."""
     check_backend(backend)
     if not embedder.device.startswith("cpu"):
         raise InputError(f"the {backend} backend runs on CPU; on {embedder.device} use --backend torch "
@@ -306,33 +343,22 @@ def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=Non
     _require_onnxruntime()
     input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if embedder._wants_token_types else [])
     folder = onnx_folder(model_dir, embedder.name)
-    meta_path = folder / "export.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    if FILES[backend] not in meta.get("files", {}):
-        # Export everything at once into a fresh folder; an interrupted export leaves only a temp folder.
-        say = log or (lambda _m: None)
-        say(f"exporting {embedder.name} to ONNX (once; cached in {folder})")
-        start = time.perf_counter()
-        with atomic_dir(folder, replace=True) as tmp:  # an older export stays usable until this one is whole
-            peaks = activation_peaks(embedder)
-            fp32 = _export_fp32(embedder.model, tmp, input_names)
-            int8, kept = _quantize(fp32, tmp / FILES["onnx-int8"], peaks)
-            files = {}
-            for kind, path in (("onnx", fp32), ("onnx-int8", int8)):
-                runner = OnnxTransformer(open_session(path, threads), input_names, path, kind, {})
-                files[path.name] = {"backend": kind, "bytes": path.stat().st_size,
-                                    "fidelity": fidelity(embedder, runner)}
-            meta = {"export_version": EXPORT_VERSION, "model": embedder.name, "model_dir": str(model_dir),
-                    "int8_kernels": int8_kernels(), "reduce_range": int8_kernels() == "avx2",
-                    "input_names": input_names, "files": files, "fp32_in_int8": kept,
-                    "activation_peaks": {str(k): round(v, 3) for k, v in peaks.items()},
-                    "seconds": round(time.perf_counter() - start, 1),
-                    "onnxruntime": __import__("onnxruntime").__version__, "torch": torch.__version__}
-            (tmp / "export.json").write_text(json.dumps(meta, indent=2))
-        for kind, name in FILES.items():
-            f = meta["files"][name]["fidelity"]
-            say(f"  {kind}: mean cosine {f['mean_cosine']:.4f}, min {f['min_cosine']:.4f} vs torch fp32 "
+
+    def build(tmp: Path) -> dict:
+        peaks = activation_peaks(embedder)
+        fp32 = _export_fp32(_transformer(embedder.model).auto_model, tmp, input_names)
+        int8, kept = _quantize(fp32, tmp / FILES["onnx-int8"], peaks)
+        files = _measure_files((fp32, int8), lambda path, kind: fidelity(
+            embedder, OnnxTransformer(open_session(path, threads), input_names, path, kind, {})))
+        return {"model": embedder.name, "model_dir": str(model_dir), "reduce_range": int8_kernels() == "avx2",
+                "input_names": input_names, "files": files, "fp32_in_int8": kept,
+                "activation_peaks": {str(k): round(v, 3) for k, v in peaks.items()}}
+
+    def report(f: dict) -> str:
+        return (f"mean cosine {f['mean_cosine']:.4f}, min {f['min_cosine']:.4f} vs torch fp32 "
                 f"({f['sentences']} sentences)")
+
+    meta = _export_once(folder, backend, embedder.name, build, report, log)
     info = meta["files"][FILES[backend]]
     fid = info["fidelity"]
     floor = float(os.environ.get("M3E_ONNX_MIN_COSINE", MIN_MEAN_COSINE))
@@ -345,4 +371,87 @@ def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=Non
                              backend, fid)
     embedder.onnx = runner
     embedder.backend = backend
+    return runner
+
+
+# ---- rerankers ----------------------------------------------------------------------------------------------------
+MIN_RANK_CORRELATION = 0.98  # Spearman of int8 vs fp32 scores over the fixed pairs
+FIDELITY_QUERIES = FIDELITY_SENTENCES[3:4] + FIDELITY_SENTENCES[6:8] + FIDELITY_SENTENCES[16:19] + \
+    FIDELITY_SENTENCES[21:22] + FIDELITY_SENTENCES[24:25]
+
+
+@dataclass
+class OnnxScorer:
+    """An ONNX Runtime session that stands in for a cross-encoder's forward pass (features -> logits)."""
+
+    session: object
+    input_names: list[str]
+    path: Path
+    backend: str
+    fidelity: dict
+
+    def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        feeds = {k: features[k].cpu().numpy() for k in self.input_names}
+        return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
+def rank_fidelity(reranker, runner: OnnxScorer) -> dict:
+    """How far ``runner``'s scores are from the torch fp32 path on fixed query/document pairs: what matters for a
+    reranker is the order it puts documents in, so the guard measures rank correlation and top-1 agreement, not
+    only values."""
+    from scipy.stats import spearmanr
+
+    saved = reranker.onnx
+    ref, got = [], []
+    try:
+        for q in FIDELITY_QUERIES:
+            reranker.onnx = None
+            ref.append(reranker.score(q, FIDELITY_SENTENCES, raw=True))
+            reranker.onnx = runner
+            got.append(reranker.score(q, FIDELITY_SENTENCES, raw=True))
+    finally:
+        reranker.onnx = saved
+    per_query = [float(spearmanr(r, g).statistic) for r, g in zip(ref, got, strict=True)]
+    top1 = sum(int(np.argmax(r) == np.argmax(g)) for r, g in zip(ref, got, strict=True))
+    diff = float(np.max(np.abs(reranker.activate(np.concatenate(ref)) - reranker.activate(np.concatenate(got)))))
+    return {"mean_spearman": round(float(np.nanmean(per_query)), 6),
+            "min_spearman": round(float(np.nanmin(per_query)), 6),
+            "top1_agree": f"{top1}/{len(ref)}", "max_score_diff": round(diff, 6),
+            "pairs": len(FIDELITY_QUERIES) * len(FIDELITY_SENTENCES)}
+
+
+def attach_reranker(reranker, backend: str, model_dir: Path | None, threads: int, log=None) -> OnnxScorer:
+    """Give ``reranker`` an ONNX Runtime forward pass, exporting (and checking its ranking) on first use."""
+    check_backend(backend)
+    if not reranker.device.startswith("cpu"):
+        raise InputError(f"the {backend} backend runs on CPU; on {reranker.device} use --backend torch")
+    _require_onnxruntime()
+    input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if reranker._wants_token_types else [])
+    folder = onnx_folder(model_dir, reranker.name + "-rerank")
+
+    def build(tmp: Path) -> dict:
+        peaks = _peaks(reranker.hf, lambda: [reranker.score(q, FIDELITY_SENTENCES) for q in FIDELITY_QUERIES])
+        fp32 = _export_fp32(reranker.hf, tmp, input_names, output="logits")
+        int8, kept = _quantize(fp32, tmp / FILES["onnx-int8"], peaks)
+        files = _measure_files((fp32, int8), lambda path, kind: rank_fidelity(
+            reranker, OnnxScorer(open_session(path, threads), input_names, path, kind, {})))
+        return {"model": reranker.name, "kind": "reranker", "model_dir": str(model_dir), "input_names": input_names,
+                "files": files, "fp32_in_int8": kept}
+
+    def report(f: dict) -> str:
+        return (f"Spearman mean {f['mean_spearman']:.4f}, min {f['min_spearman']:.4f}, top-1 {f['top1_agree']}, "
+                f"max score diff {f['max_score_diff']:.4f} vs torch fp32")
+
+    meta = _export_once(folder, backend, f"reranker {reranker.name}", build, report, log)
+    info = meta["files"][FILES[backend]]
+    fid = info["fidelity"]
+    floor = float(os.environ.get("M3E_ONNX_MIN_RANK", MIN_RANK_CORRELATION))
+    if not fid["mean_spearman"] >= floor:
+        raise M3EError(f"{backend} scores of {reranker.name} rank documents too differently from torch fp32 (mean "
+                       f"Spearman {fid['mean_spearman']:.4f}, needed {floor}); use --backend onnx or torch (or set "
+                       "M3E_ONNX_MIN_RANK to accept it)")
+    runner = OnnxScorer(open_session(folder / FILES[backend], threads), input_names, folder / FILES[backend],
+                        backend, fid)
+    reranker.onnx = runner
+    reranker.backend = backend
     return runner

@@ -30,8 +30,30 @@ class ResolvedModel:
 
     name: str
     path: Path
-    kind: str  # "builtin" | "sentence-transformers" | "transformers"
+    kind: str  # "builtin" | "sentence-transformers" | "transformers" | "cross-encoder"
     provenance: str
+
+    @property
+    def role(self) -> str:
+        """"reranker" for a cross-encoder (a query and a document read together), else "embedder"."""
+        return "reranker" if self.kind == "cross-encoder" or is_cross_encoder(self.path) else "embedder"
+
+
+def is_cross_encoder(folder: Path) -> bool:
+    """A sentence-transformers CrossEncoder folder (v4+ writes ``model_type: CrossEncoder``), or a plain
+    transformers sequence-classification folder (how most hub rerankers, e.g. bge-reranker, are published)."""
+    import json
+
+    try:
+        st_cfg = folder / "config_sentence_transformers.json"
+        if st_cfg.is_file() and json.loads(st_cfg.read_text()).get("model_type") == "CrossEncoder":
+            return True
+        if (folder / "modules.json").is_file():
+            return False
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or [])
 
 
 def _has_safetensors(folder: Path) -> bool:
@@ -59,6 +81,8 @@ def _check_folder(folder: Path, name: str) -> str:
             )
         if not is_st:
             raise ModelNotFoundError(f"{folder} has a config.json but no *.safetensors weights.")
+    if is_cross_encoder(folder):
+        return "cross-encoder"
     return "sentence-transformers" if is_st else "transformers"
 
 
@@ -139,6 +163,10 @@ def load_model(
     check_backend(backend)
     used = set_threads(threads)
     resolved = resolve(name)
+    if resolved.role == "reranker":
+        raise InputError(f"{resolved.name} is a reranker (a cross-encoder: it scores a query and a document "
+                         "together, it gives no vectors); pass it where a reranker is expected (--reranker, "
+                         "--rerank, load_reranker)")
     device = pick_device(device if backend == "torch" or device else "cpu")
     st = _load_sentence_transformer(resolved, device=device, trust_remote_code=trust_remote_code)
     if is_static(st):
@@ -150,6 +178,57 @@ def load_model(
     if backend != "torch":
         attach(embedder, backend, resolved.path, used, log=log)
     return embedder
+
+
+def load_reranker(
+    name: str,
+    *,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    threads: int | None = None,
+    backend: str = "torch",
+    max_length: int | None = None,
+    log=None,
+):
+    """Resolve ``name`` and return an :class:`m3e.models.reranker.Reranker` (a CrossEncoder folder, a hub id or a
+    built-in reranker); an embedding model here is a clear error."""
+    from m3e.models.encoder import pick_device, set_threads
+    from m3e.models.onnx_backend import attach_reranker, check_backend
+    from m3e.models.reranker import Reranker
+
+    check_backend(backend)
+    used = set_threads(threads)
+    resolved = resolve(name)
+    if resolved.role != "reranker":
+        raise InputError(f"{resolved.name} is an embedding model (it turns one text into a vector), not a reranker "
+                         "(a cross-encoder that reads a query and a document together); use it as --model, or "
+                         "name a CrossEncoder folder or hub id such as BAAI/bge-reranker-base")
+    device = pick_device(device if backend == "torch" or device else "cpu")
+    from sentence_transformers import CrossEncoder
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        ce = CrossEncoder(str(resolved.path), device=device, local_files_only=True,
+                          trust_remote_code=trust_remote_code, model_kwargs={"use_safetensors": True},
+                          max_length=max_length)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelNotFoundError(f"{resolved.name} needs custom code from its repository. m3e runs none by "
+                                     "default; pass --trust-remote-code only if you trust its authors.") from None
+        raise
+    reranker = Reranker(ce, name=resolved.name, provenance=resolved.provenance)
+    if backend != "torch":
+        attach_reranker(reranker, backend, resolved.path, used, log=log)
+    return reranker
+
+
+def load_any(name: str | None = None, **kwargs):
+    """An embedder or a reranker, whichever ``name`` is (for commands that take both, e.g. a second stage)."""
+    if name is not None and resolve(name).role == "reranker":
+        kwargs.pop("dtype", None)
+        return load_reranker(name, **kwargs)
+    return load_model(name, **kwargs)
 
 
 def _load_sentence_transformer(resolved: ResolvedModel, *, device: str, trust_remote_code: bool):

@@ -435,9 +435,10 @@ class Index:
 
     def search(self, query: str, k: int = 5, *, hybrid: bool = False, exact: bool | None = None,
                candidates: int = 100, rescore=None) -> list[Hit]:
-        """Top ``k`` chunks. ``rescore``: a second embedder (e.g. m3e-small-zh over an index built with
-        m3e-static-zh) that re-scores the first stage's top ``candidates`` by its own cosine, embedding their
-        texts on the fly: static speed at build time, most of the transformer's quality at query time."""
+        """Top ``k`` chunks. ``rescore``: a second stage for the first stage's top ``candidates``, either an
+        embedder (e.g. m3e-small-zh over an index built with m3e-static-zh: static speed at build time, most of the
+        transformer's quality at query time) that re-scores them by its own cosine, embedding their texts on the
+        fly, or a reranker (a cross-encoder) that reads the query with each of them."""
         if not isinstance(query, str) or not query.strip():
             raise InputError("the query is empty")
         if k < 1 or candidates < 1:
@@ -462,10 +463,13 @@ class Index:
         hits = self._hits(ranked)
         if not hits:
             return []
-        q = embedder.encode([query], prompt=_prompt(embedder, "query"), show_progress=False)
-        docs = embedder.encode([h.text for h in hits], prompt=_prompt(embedder, "passage"),
-                               show_progress=False)
-        scores = (docs @ q[0]).tolist()
+        if getattr(embedder, "kind", "") == "reranker":
+            scores = embedder.score(query, [h.text for h in hits]).tolist()
+        else:
+            q = embedder.encode([query], prompt=_prompt(embedder, "query"), show_progress=False)
+            docs = embedder.encode([h.text for h in hits], prompt=_prompt(embedder, "passage"),
+                                   show_progress=False)
+            scores = (docs @ q[0]).tolist()
         order = sorted(range(len(hits)), key=lambda i: (-round(scores[i], 6), hits[i].chunk_id))[:k]
         out = []
         for rank, i in enumerate(order, 1):

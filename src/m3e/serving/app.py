@@ -21,7 +21,8 @@ from m3e.serving.routes import router
 from m3e.serving.service import EmbeddingService, ServeConfig, split_spec
 
 log = logging.getLogger("m3e.serve")
-KNOWN_ROUTES = {"/v1/embeddings", "/embeddings", "/v1/models", "/health", "/metrics", "/embed", "/similarity"}
+KNOWN_ROUTES = {"/v1/embeddings", "/embeddings", "/v1/models", "/health", "/metrics", "/embed", "/similarity",
+                "/v1/rerank", "/v2/rerank", "/rerank"}
 
 
 class CountRequests:
@@ -54,10 +55,11 @@ class CountRequests:
             by_status[str(status["code"])] = by_status.get(str(status["code"]), 0) + 1
 
 
-def create_app(config: ServeConfig, load=None) -> FastAPI:
-    """``load(target) -> Embedder`` defaults to :func:`m3e.models.resolver.load_model` with the config's options.
-    The models load when the app starts (lifespan); tests may call ``app.state.service.load_all()`` instead."""
-    service = EmbeddingService(config, load)
+def create_app(config: ServeConfig, load=None, load_reranker=None) -> FastAPI:
+    """``load(target) -> Embedder`` defaults to :func:`m3e.models.resolver.load_model` with the config's options
+    (``load_reranker`` likewise). The models load when the app starts (lifespan); tests may call
+    ``app.state.service.load_all()`` instead."""
+    service = EmbeddingService(config, load, load_reranker)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -65,7 +67,7 @@ def create_app(config: ServeConfig, load=None) -> FastAPI:
         yield
         await run_in_threadpool(service.stop)
 
-    app = FastAPI(title="m3e embeddings", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="m3e embeddings and rerank", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
     app.include_router(router)
     app.add_exception_handler(APIError, _api_error)

@@ -20,6 +20,7 @@ from m3e.serving.protocol import (
     response_json,
     shape_vectors,
 )
+from m3e.serving.rerank_protocol import jina_body, parse_rerank, tei_body
 from m3e.serving.service import EmbeddingService
 
 router = APIRouter()
@@ -66,13 +67,45 @@ async def embeddings(request: Request) -> Response:
     return _json(content, {"X-Truncated-Inputs": str(out.truncated)} if out.truncated else None)
 
 
+@router.post("/v1/rerank")
+@router.post("/v2/rerank")
+@router.post("/rerank")
+async def rerank(request: Request) -> Response:
+    """Jina/Cohere: ``{query, documents: [str | {text}], top_n?, return_documents?, max_chunks_per_doc?, model?}``
+    -> ``{results: [{index, relevance_score, document?}], usage}``. On ``/rerank`` a body with ``texts`` gets
+    text-embeddings-inference's contract (``raw_scores``, ``return_text``, ``truncate`` -> ``[{index, score}]``)."""
+    start = time.perf_counter()
+    tei_route = request.url.path == "/rerank"
+    async with json_request(request, "{'query': str, 'documents': [str]}") as (service, ticket, body):
+        req = parse_rerank(body, service.config.max_documents, tei_route=tei_route)
+        model = service.pick_reranker(req.model)
+        out = await service.rerank(model, req.query, req.documents, request, ticket, req.truncate,
+                                   req.max_chunks_per_doc)
+        if out is None:
+            return Response(status_code=CLIENT_CLOSED)
+        if req.tei:
+            content = tei_body(req, out.scores, out.relevance)
+        else:
+            content = jina_body(req, out.relevance, model.alias, out.tokens, out.stats)
+    service.metrics.latency.labels(model.alias).observe(time.perf_counter() - start)
+    headers = {}
+    if out.stats.truncated:
+        headers["X-Truncated-Inputs"] = str(len(out.stats.truncated))
+    if out.stats.windowed:
+        headers["X-Windowed-Documents"] = str(len(out.stats.windowed))
+    return _json(content, headers or None)
+
+
 @router.get("/v1/models")
 async def models(request: Request) -> Response:
     service = service_of(request)
     service.authorize(request)
-    return JSONResponse({"object": "list", "data": [
-        {"id": a, "object": "model", "created": 0, "owned_by": "m3e", "dimensions": m.embedder.dim,
-         "max_tokens": m.embedder.max_length, "default_prompt": m.prompt_name} for a, m in service.models.items()]})
+    data = [{"id": a, "object": "model", "created": 0, "owned_by": "m3e", "type": "embedding",
+             "dimensions": m.embedder.dim, "max_tokens": m.embedder.max_length, "default_prompt": m.prompt_name}
+            for a, m in service.models.items()]
+    data += [{"id": a, "object": "model", "created": 0, "owned_by": "m3e", "type": "reranker",
+              "max_tokens": m.embedder.max_length} for a, m in service.rerankers.items()]
+    return JSONResponse({"object": "list", "data": data})
 
 
 @router.get("/health")
@@ -83,7 +116,7 @@ async def health(request: Request) -> Response:
         service.check_ready()
     except APIError as exc:
         return exc.response()
-    return JSONResponse({"status": "ok", "models": list(service.models)})
+    return JSONResponse({"status": "ok", "models": list(service.models), "rerankers": list(service.rerankers)})
 
 
 @router.get("/metrics")
@@ -92,7 +125,7 @@ async def prometheus(request: Request) -> Response:
 
     service = service_of(request)
     service.authorize(request)
-    for m in service.models.values():
+    for m in service.served():
         service.metrics.queue_depth.labels(m.alias).set(m.batcher.depth())
         service.metrics.worker_alive.labels(m.alias).set(int(m.batcher.alive()))
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

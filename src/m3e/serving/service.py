@@ -28,6 +28,8 @@ BIG_RESPONSE = 64  # vectors: serialize larger responses in a worker thread, off
 @dataclass
 class ServeConfig:
     models: list[str] = field(default_factory=list)  # "name", "path" or "alias=name-or-path"
+    rerankers: list[str] = field(default_factory=list)  # cross-encoders for /v1/rerank and /rerank, same forms
+    max_documents: int = 1000  # most documents in one rerank request
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: list[str] = field(default_factory=list)
@@ -69,6 +71,14 @@ class Embedded:
     truncated: int
 
 
+@dataclass
+class Reranked:
+    scores: np.ndarray  # the model's logits, one per document in request order
+    relevance: np.ndarray  # the same in [0, 1] (sigmoid)
+    tokens: int
+    stats: object  # m3e.models.reranker.RerankStats: windows read, documents cut
+
+
 class Ticket:
     """A request's share of the token budget, from before its body is read until its response is written."""
 
@@ -80,12 +90,13 @@ class Ticket:
 
 
 class EmbeddingService:
-    def __init__(self, config: ServeConfig, load=None) -> None:
+    def __init__(self, config: ServeConfig, load=None, load_reranker=None) -> None:
         """``load(target) -> Embedder`` defaults to :func:`m3e.models.resolver.load_model` with the config's
-        options."""
+        options, ``load_reranker(target) -> Reranker`` to :func:`m3e.models.resolver.load_reranker`."""
         self.config = config
         self.metrics = ServerMetrics()
         self.models: dict[str, ServedModel] = {}
+        self.rerankers: dict[str, ServedModel] = {}
         self.loaded = False
         self.draining = False
         self.error: str | None = None
@@ -93,6 +104,7 @@ class EmbeddingService:
         self.request_counts: dict = {"started": 0, "answered": 0, "by_status": {}}  # HTTP requests since start
         self._keys = [k.encode() for k in config.api_keys if k]
         self._load = load or self._load_model
+        self._load_reranker = load_reranker or self._load_reranker_model
 
     # ---- life cycle ----------------------------------------------------------------------------------------
     def _load_model(self, target: str):
@@ -101,6 +113,17 @@ class EmbeddingService:
         c = self.config
         return load_model(target, device=c.device, trust_remote_code=c.trust_remote_code, threads=c.threads,
                           backend=c.backend)
+
+    def _load_reranker_model(self, target: str):
+        from m3e.models.resolver import load_reranker
+
+        c = self.config
+        return load_reranker(target, device=c.device, trust_remote_code=c.trust_remote_code, threads=c.threads,
+                             backend=c.backend)
+
+    def served(self) -> list[ServedModel]:
+        """Every served model, embedders then rerankers."""
+        return [*self.models.values(), *self.rerankers.values()]
 
     def load_all(self) -> None:
         """Load, check and warm up every model; errors are kept for /health (this runs in a thread)."""
@@ -118,6 +141,14 @@ class EmbeddingService:
                                   batch_size=self.config.batch_size, queue_size=self.config.queue_size,
                                   metrics=self.metrics, budget=self.budget)
                 self.models[alias] = ServedModel(alias, embedder, batcher, prompt)
+            for spec in self.config.rerankers:
+                alias, target = split_spec(spec)
+                reranker = self._load_reranker(target)
+                reranker.score("预热 warm-up", ["warm-up", "预热"])
+                batcher = Batcher(reranker, name=alias, max_batch_tokens=self.config.max_batch_tokens,
+                                  batch_size=self.config.batch_size, queue_size=self.config.queue_size,
+                                  metrics=self.metrics, budget=self.budget)
+                self.rerankers[alias] = ServedModel(alias, reranker, batcher, None)
             self.loaded = True
         except Exception as exc:  # noqa: BLE001 - reported by /health and the log
             self.error = f"{type(exc).__name__}: {exc}"
@@ -131,7 +162,7 @@ class EmbeddingService:
     def stop(self) -> None:
         """Refuse new work; let every model's queue drain."""
         self.draining = True
-        for m in self.models.values():
+        for m in self.served():
             m.batcher.stop()
 
     # ---- checks --------------------------------------------------------------------------------------------
@@ -153,18 +184,40 @@ class EmbeddingService:
         if not self.loaded:
             msg = f"model failed to load: {self.error}" if self.error else "model is loading"
             raise APIError(503, msg, code="not_ready", headers={"Retry-After": "2"})
-        dead = [m.alias for m in self.models.values() if not m.batcher.alive()]
+        dead = [m.alias for m in self.served() if not m.batcher.alive()]
         if dead:
             raise APIError(503, f"the inference worker of {', '.join(dead)} is not running; it is being restarted",
                            code="worker_down", headers={"Retry-After": "1"})
 
     def pick(self, name: str | None) -> ServedModel:
+        if not self.models:
+            raise APIError(404, "no embedding model is served here (only rerankers: POST /v1/rerank); start the "
+                                "server with --model NAME", param="model", code="model_not_found")
         if not name:  # clients that omit the model get the first one served
             return next(iter(self.models.values()))
+        if name in self.rerankers:
+            raise APIError(400, f"'{name}' is a reranker (it scores a query with documents, it gives no vectors); "
+                                f"send it to POST /v1/rerank. Embedding models here: {', '.join(self.models)}",
+                           param="model", code="wrong_model_kind")
         if name not in self.models:
             raise APIError(404, f"model '{name}' is not served here; available: {', '.join(self.models)}",
                            param="model", code="model_not_found")
         return self.models[name]
+
+    def pick_reranker(self, name: str | None) -> ServedModel:
+        if name and name in self.models:
+            raise APIError(400, f"'{name}' is an embedding model, not a reranker; send it to POST /v1/embeddings"
+                                + (f". Rerankers here: {', '.join(self.rerankers)}" if self.rerankers else ""),
+                           param="model", code="wrong_model_kind")
+        if not self.rerankers:
+            raise APIError(404, "no reranker is served here; start the server with --reranker NAME (a CrossEncoder "
+                                "folder, a hub id or a built-in reranker)", param="model", code="model_not_found")
+        if not name:
+            return next(iter(self.rerankers.values()))
+        if name not in self.rerankers:
+            raise APIError(404, f"reranker '{name}' is not served here; available: {', '.join(self.rerankers)}",
+                           param="model", code="model_not_found")
+        return self.rerankers[name]
 
     def prompt(self, model: ServedModel, name: str | None, param: str, optional: bool = False) -> str:
         """The prompt text of ``name`` for ``model``; an unknown name is a 400 naming the model's prompts."""
@@ -217,8 +270,41 @@ class EmbeddingService:
             raise APIError(400, str(exc), param="input") from None
         prepared.units = [np.asarray(u, dtype=np.int32) for u in prepared.units]  # 4 bytes a token while queued
         ticket.resize(sum(prepared.tokens))
+        rows = await self._run(model, prepared.units, request)
+        if rows is None:
+            return None
+        vectors = emb.combine(prepared, rows, normalize=True)
+        if prepared.stats.truncated:
+            self.metrics.truncated.labels(model.alias).inc(len(prepared.stats.truncated))
+        return Embedded(vectors, sum(prepared.tokens), len(prepared.stats.truncated))
+
+    async def rerank(self, model: ServedModel, query: str, documents: list[str], request: Request, ticket: Ticket,
+                     truncate: str, max_windows: int | None = None) -> Reranked | None:
+        """Scores of each document for the query through the reranker's batcher; None when the client left."""
+        rr = model.embedder
+        if truncate == "window" and not self.config.truncate:
+            truncate = "error"
         try:
-            job = model.batcher.submit(prepared.units)
+            prepared = await run_in_threadpool(rr.prepare, query, documents, truncate=truncate,
+                                               max_windows=max_windows)
+        except InputTooLong as exc:
+            raise APIError(413, f"input too long: {exc}", param="documents", code="context_length_exceeded") from None
+        except InputError as exc:
+            raise APIError(400, str(exc), param="documents") from None
+        ticket.resize(sum(prepared.tokens))
+        rows = await self._run(model, prepared.units, request)
+        if rows is None:
+            return None
+        raw = rr.combine(prepared, rows, raw=True)
+        stats = prepared.stats
+        if stats.truncated:
+            self.metrics.truncated.labels(model.alias).inc(len(stats.truncated))
+        return Reranked(raw, rr.activate(raw), sum(prepared.tokens), stats)
+
+    async def _run(self, model: ServedModel, units: list, request: Request):
+        """Queue ``units`` on the model's batcher and wait for their rows (None when the client left first)."""
+        try:
+            job = model.batcher.submit(units)
         except QueueFull:
             self.metrics.rejected.labels("queue_size").inc()
             raise APIError(429, "the server is busy (queue full); retry shortly", code="queue_full",
@@ -237,11 +323,8 @@ class EmbeddingService:
             return None
         error = result.exception()
         if error is not None:
-            raise APIError(500, f"embedding failed: {type(error).__name__}: {error}", code="inference_error")
-        vectors = emb.combine(prepared, result.result(), normalize=True)
-        if prepared.stats.truncated:
-            self.metrics.truncated.labels(model.alias).inc(len(prepared.stats.truncated))
-        return Embedded(vectors, sum(prepared.tokens), len(prepared.stats.truncated))
+            raise APIError(500, f"inference failed: {type(error).__name__}: {error}", code="inference_error")
+        return result.result()
 
     async def serialize(self, fn, vectors: np.ndarray, *args) -> bytes:
         if len(vectors) > BIG_RESPONSE:

@@ -25,8 +25,8 @@ from m3e.utils.atomic import write_text
 SOURCE_KEYS = {"path", "name", "weight", "instruction", "doc_instruction", "columns", "rename", "max_negatives",
                "max_records", "format", "passages", "keep_base", "encoding", "replace", "license"}
 PASSAGE_KEYS = {"size", "records", "min_score"}
-RECIPE_KEYS = {"name", "base", "description", "sources", "max_records", "train", "eval_tasks", "filter_tasks",
-               "filter_files"}
+RECIPE_KEYS = {"name", "base", "description", "sources", "max_records", "train", "rerank", "eval_tasks",
+               "filter_tasks", "filter_files"}
 
 
 def read_recipe_file(path: Path, keys: set[str], what: str, required: tuple[str, ...]) -> dict:
@@ -55,10 +55,14 @@ def load_recipe(path: Path) -> dict:
     cap = recipe.get("max_records")
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
         raise InputError(f"{path}: max_records is a positive whole number of records per source, not {cap!r}")
-    train_keys = {f.name for f in fields(TrainConfig)}
-    bad = set(recipe.get("train") or {}) - train_keys
-    if bad:
-        raise InputError(f"{path}: unknown train options {sorted(bad)}")
+    from m3e.training.cross_encoder import RerankConfig
+
+    if recipe.get("train") and recipe.get("rerank"):
+        raise InputError(f"{path}: a recipe trains an embedding model (train:) or a reranker (rerank:), not both")
+    for section, config in (("train", TrainConfig), ("rerank", RerankConfig)):
+        bad = set(recipe.get(section) or {}) - {f.name for f in fields(config)}
+        if bad:
+            raise InputError(f"{path}: unknown {section} options {sorted(bad)}")
     check_sources(path, recipe["sources"])
     check_filter_files(path, recipe.get("filter_files"))
     return recipe
@@ -197,6 +201,17 @@ def run_recipe(path: Path, data_dir: Path, output: Path | None = None, device: s
     for name, counts in report.items():
         print(f"  {name}: kept {counts['kept']:,}, dropped {counts['dropped_records']:,} records, removed "
               f"{counts['removed_negatives']:,} negatives")
+    if "rerank" in recipe:
+        from m3e.training.cross_encoder import RerankConfig, train_reranker
+
+        keep = {"max_steps", "epochs", "batch_size", "resume"}
+        opts = {**recipe["rerank"], **{k: v for k, v in overrides.items() if v is not None and k in keep}}
+        opts["output"] = str(output or opts.get("output") or recipe.get("name", "m3e-reranker"))
+        out = train_reranker(recipe["base"], sources, RerankConfig(**opts, device=device, threads=threads))
+        write_text(out / "recipe_report.json", json.dumps({"recipe": recipe, "max_records": max_records,
+                                                           "overlap_filter": report, "evaluation_texts": sizes},
+                                                          indent=2, ensure_ascii=False))
+        return out
     train = {**(recipe.get("train") or {}), **{k: v for k, v in overrides.items() if v is not None}}
     train["output"] = str(output or train.get("output") or recipe.get("name", "m3e-model"))
     if recipe.get("eval_tasks"):

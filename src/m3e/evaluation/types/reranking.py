@@ -34,11 +34,30 @@ def reranking_scores(query_emb: np.ndarray, candidates: list[tuple[np.ndarray, l
     return ranking_scores(ranked, qrels, k_values)
 
 
+def _qrels(data: RerankingData) -> list[dict[str, int]]:
+    return [{str(j): r for j, r in enumerate(rel) if r > 0} for rel in data.relevance]
+
+
 def score(data: RerankingData, encode: Encode, params: dict) -> dict[str, float]:
+    """A bi-encoder ranks each query's candidates by cosine; ``params["rerank"]`` (a reranker's
+    ``(query, documents) -> scores``) ranks them by its scores instead."""
+    pair_score = params.get("rerank")
+    if pair_score is not None:
+        return pair_scores(data, pair_score)
     q = encode(data.queries, "query")
     cands = [(encode(texts, "document"), [str(j) for j in range(len(texts))]) for texts in data.candidates]
-    qrels = [{str(j): r for j, r in enumerate(rel) if r > 0} for rel in data.relevance]
-    return reranking_scores(q, cands, qrels)
+    return reranking_scores(q, cands, _qrels(data))
+
+
+def pair_scores(data: RerankingData, pair_score, k_values=K_VALUES) -> dict[str, float]:
+    """Each query's candidates ordered by ``pair_score(query, candidates)`` (ties: candidate id descending, as
+    the cosine path and trec_eval), then measured as MTEB measures reranking."""
+    ranked = []
+    for query, texts in zip(data.queries, data.candidates, strict=True):
+        ids = [str(j) for j in range(len(texts))]
+        sims = np.round(np.asarray(pair_score(query, texts), dtype=np.float64), 6)
+        ranked.append([ids[j] for j in rank_order(sims, _desc_rank(ids), len(ids))])
+    return ranking_scores(ranked, _qrels(data), k_values)
 
 
 def from_records(path: Path, records) -> RerankingData:

@@ -193,6 +193,24 @@ def two_stage_scores(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndar
                              k_values)
 
 
+def rerank_stage_scores(first: tuple[np.ndarray, np.ndarray], queries: list[str], corpus: list[str], pair_score,
+                        doc_ids: list[str], qrels: list[dict[str, int]], candidates: int = 100,
+                        k_values=K_VALUES) -> dict[str, float]:
+    """The first model's exact top ``candidates`` per query, re-ordered by a reranker's
+    ``pair_score(query, documents)`` (ties by document id descending); documents past the candidates are not
+    retrieved."""
+    position = {d: j for j, d in enumerate(doc_ids)}
+    if len(position) != len(doc_ids):
+        raise TaskRefused("document ids are not unique")
+    id_rank = _desc_rank(doc_ids)
+    top = top_k(unit(first[0]), unit(first[1]), candidates, id_rank)
+    rescored = np.stack([np.round(np.asarray(pair_score(q, [corpus[j] for j in row]), dtype=np.float64), 6)
+                         for q, row in zip(queries, top, strict=True)])
+    order = np.lexsort((-id_rank[top], -rescored), axis=1)
+    return scores_from_gains(_gains(np.take_along_axis(top, order, axis=1), position, qrels), ideal_gains(qrels),
+                             k_values)
+
+
 def _gains(top: np.ndarray, position: dict[str, int], qrels: list[dict[str, int]]) -> np.ndarray:
     """grade of each ranked document (0: not relevant), by vectorized lookup of (query, document) keys"""
     n_docs = len(position)
@@ -210,11 +228,15 @@ def _gains(top: np.ndarray, position: dict[str, int], qrels: list[dict[str, int]
 
 
 def score(data: RetrievalData, encode: Encode, params: dict) -> dict[str, float]:
-    """``params["rescore"]``: a second model's encode; it re-scores the first's top ``params["candidates"]``."""
+    """``params["rescore"]``: a second model's encode, or ``params["rerank"]``: a reranker's pair scores; either
+    re-scores the first's top ``params["candidates"]``."""
     if not data.corpus:
         raise TaskRefused("the corpus is empty")
     q = encode(data.queries, "query")
     d = encode(data.corpus, "document")
+    if params.get("rerank") is not None:
+        return rerank_stage_scores((q, d), data.queries, data.corpus, params["rerank"], data.doc_ids, data.qrels,
+                                   int(params.get("candidates", 100)))
     second = params.get("rescore")
     if second is None:
         return retrieval_scores(q, d, data.doc_ids, data.qrels)
