@@ -145,3 +145,10 @@ def test_onnx_backend_scores_equal_torch_and_the_guard_checks_rank_order(tiny_re
     monkeypatch.setenv("M3E_ONNX_MIN_RANK", "1.01")  # nothing reaches it: the guard must refuse
     with pytest.raises(M3EError, match="rank documents too differently"):
         load_reranker(str(tiny_reranker_dir), backend="onnx", threads=1)
+
+
+def test_models_listing_says_which_folders_are_rerankers(tiny_reranker_dir, tiny_st_dir):
+    from m3e.models.catalog import _folder_dim
+
+    assert _folder_dim(tiny_reranker_dir) == "reranker"
+    assert _folder_dim(tiny_st_dir) == 32

@@ -9,8 +9,13 @@ from m3e.models.builtin import BUILTINS, DEFAULT_MODEL
 from m3e.utils.paths import models_dir
 
 
-def _folder_dim(folder: Path) -> int | None:
-    """Embedding dimension from config files: Dense output, pooling dimension, else hidden size."""
+def _folder_dim(folder: Path) -> int | str | None:
+    """Embedding dimension from config files: Dense output, pooling dimension, else hidden size; "reranker" for a
+    cross-encoder (it gives scores, not vectors)."""
+    from m3e.models.resolver import is_cross_encoder
+
+    if is_cross_encoder(folder):
+        return "reranker"
     try:
         modules = json.loads((folder / "modules.json").read_text()) if (folder / "modules.json").exists() else []
         dim = None

@@ -253,3 +253,39 @@ def train_reranker(base: str, sources: list, config: RerankConfig, log=print) ->
 def _short(metrics: dict) -> str:
     return ", ".join(f"{k.split('_', 1)[-1]} {v:.4f}" for k, v in metrics.items()
                      if k.endswith(("mrr@10", "ndcg@10", "map")))
+
+
+def pack_reranker(trained: Path, base: str, target: Path, rank: int = 64, card: str | None = None) -> dict:
+    """Write a trained reranker as a difference from the built-in ``base`` it was trained from (see
+    :mod:`m3e.models.weight_diff`); returns the packing report (per-matrix error, bytes)."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from m3e.models.weight_diff import DIFF_FILE, pack_diff, write_diff
+
+    model = CrossEncoder(str(trained), device="cpu")
+    starts = []
+    for seed in (1, 2):  # what the base lacks is initialized at random: two seeds tell it apart, stored whole
+        torch.manual_seed(seed)
+        starts.append(load_cross_encoder(base, device="cpu", max_length=model.max_length)[0].model.state_dict())
+    fresh = {k for k, v in starts[0].items() if not torch.equal(v, starts[1][k])}
+    packed, errors = pack_diff(starts[0], model[0].model.state_dict(), rank, full=fresh)
+    info = {"base": base, "rank": rank, "max_length": model.max_length, "new_tensors": sorted(fresh),
+            "worst_relative_error": max(errors.values(), default=0.0),
+            "mean_relative_error": sum(errors.values()) / max(len(errors), 1)}
+    write_diff(Path(target), packed, info)
+    if card:
+        (Path(target) / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    return {**info, "bytes": (Path(target) / DIFF_FILE).stat().st_size, "matrices": len(errors)}
+
+
+def build_from_diff(folder: Path, base: str, target: Path) -> Path:
+    """The CrossEncoder folder of a packed reranker: the base's transformer with a new head, plus the difference."""
+    from m3e.models.weight_diff import apply_diff, read_diff
+
+    packed, info = read_diff(folder)
+    model = load_cross_encoder(base, device="cpu", max_length=int(info.get("max_length") or 512))
+    hf = model[0].model
+    hf.load_state_dict(apply_diff(hf.state_dict(), packed))
+    model.save(str(target))
+    return target
