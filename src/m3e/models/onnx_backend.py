@@ -375,7 +375,12 @@ def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=Non
 
 
 # ---- rerankers ----------------------------------------------------------------------------------------------------
-MIN_RANK_CORRELATION = 0.98  # Spearman of int8 vs fp32 scores over the fixed pairs
+# The int8 guard of rerankers: mean Spearman of int8 vs fp32 scores over each fixed query's 36 documents (most of
+# them unrelated to it, so their order among themselves is the noisy part), and the share of queries whose best
+# document stays the same (the part a user sees). Measured on the trained m3e-reranker-small-zh candidate: mean
+# 0.980, min 0.950, top-1 8/8.
+MIN_RANK_CORRELATION = 0.95
+MIN_TOP1_AGREEMENT = 0.75
 FIDELITY_QUERIES = FIDELITY_SENTENCES[3:4] + FIDELITY_SENTENCES[6:8] + FIDELITY_SENTENCES[16:19] + \
     FIDELITY_SENTENCES[21:22] + FIDELITY_SENTENCES[24:25]
 
@@ -446,9 +451,12 @@ def attach_reranker(reranker, backend: str, model_dir: Path | None, threads: int
     info = meta["files"][FILES[backend]]
     fid = info["fidelity"]
     floor = float(os.environ.get("M3E_ONNX_MIN_RANK", MIN_RANK_CORRELATION))
-    if not fid["mean_spearman"] >= floor:
+    agree, total = (int(x) for x in fid["top1_agree"].split("/"))
+    top1 = min(floor / MIN_RANK_CORRELATION * MIN_TOP1_AGREEMENT, 1.0)  # M3E_ONNX_MIN_RANK=0 accepts anything
+    if not fid["mean_spearman"] >= floor or agree < top1 * total:
         raise M3EError(f"{backend} scores of {reranker.name} rank documents too differently from torch fp32 (mean "
-                       f"Spearman {fid['mean_spearman']:.4f}, needed {floor}); use --backend onnx or torch (or set "
+                       f"Spearman {fid['mean_spearman']:.4f}, needed {floor}; the same best document for "
+                       f"{agree}/{total} queries, needed {top1:.0%}); use --backend onnx or torch (or set "
                        "M3E_ONNX_MIN_RANK to accept it)")
     runner = OnnxScorer(open_session(folder / FILES[backend], threads), input_names, folder / FILES[backend],
                         backend, fid)
