@@ -152,3 +152,12 @@ def test_models_listing_says_which_folders_are_rerankers(tiny_reranker_dir, tiny
 
     assert _folder_dim(tiny_reranker_dir) == "reranker"
     assert _folder_dim(tiny_st_dir) == 32
+
+
+def test_score_groups_batches_queries_together_with_the_same_scores(tiny_reranker):
+    long = "".join(DOCS) * 3
+    groups = [(QUERY, DOCS[:3]), ("我喜欢吃苹果", [DOCS[3], long]), ("他在北京工作", DOCS[4:6])]
+    together = tiny_reranker.score_groups(groups, batch_size=64)
+    assert tiny_reranker.last_stats.documents == 7 and tiny_reranker.last_stats.batches == 1
+    for (q, docs), got in zip(groups, together, strict=True):
+        np.testing.assert_allclose(got, tiny_reranker.score(q, docs), atol=1e-4)

@@ -64,13 +64,17 @@ class PairMemo:
         self._store: dict[tuple[str, str], float] = {}
         self.scored = 0
 
-    def score(self, query: str, documents: list[str]) -> np.ndarray:
-        missing = [d for d in dict.fromkeys(documents) if (query, d) not in self._store]
-        if missing:
-            values = self.embedder.score(query, missing, truncate="window")
-            self.scored += len(missing)
-            self._store.update({(query, d): float(v) for d, v in zip(missing, values, strict=True)})
-        return np.array([self._store[(query, d)] for d in documents], dtype=np.float64)
+    def score(self, groups: list[tuple[str, list[str]]], chunk: int = 512) -> list[np.ndarray]:
+        """Scores of each (query, documents) group; the pairs not seen yet are read ``chunk`` queries at a time in
+        shared batches."""
+        todo = [(q, [d for d in dict.fromkeys(docs) if (q, d) not in self._store]) for q, docs in groups]
+        todo = [(q, docs) for q, docs in todo if docs]
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            for (q, docs), values in zip(part, self.embedder.score_groups(part, truncate="window"), strict=True):
+                self._store.update({(q, d): float(v) for d, v in zip(docs, values, strict=True)})
+                self.scored += len(docs)
+        return [np.array([self._store[(q, d)] for d in docs], dtype=np.float64) for q, docs in groups]
 
 
 STAGE_TYPES = {"embedder": ("Retrieval",), "reranker": ("Retrieval", "Reranking")}

@@ -268,6 +268,23 @@ class Reranker:
         self.last_stats = prepared.stats
         return scores
 
+    def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]], *, batch_size: int = 32,
+                     max_batch_tokens: int = 16384, truncate: str = "window", raw: bool = False,
+                     show_progress: bool | None = False) -> list[np.ndarray]:
+        """Scores of several queries' documents at once: every pair goes into the same length-sorted token-budget
+        batches (a query with 10 candidates no longer makes a batch of 10), then each query gets its own scores."""
+        prepared = [self.prepare(q, docs, truncate=truncate) for q, docs in groups]
+        units = [u for p in prepared for u in p.units]
+        stats = RerankStats(documents=sum(p.n for p in prepared), pairs=len(units))
+        logits = self.embed_units(units, batch_size, max_batch_tokens, show_progress, stats) if units else None
+        out, offset = [], 0
+        for p in prepared:
+            out.append(self.combine(p, logits[offset:offset + len(p.units)], raw=raw) if p.units
+                       else np.zeros(0, dtype=np.float32))
+            offset += len(p.units)
+        self.last_stats = stats
+        return out
+
     def score_pairs(self, pairs: Sequence[tuple[str, str]], **kwargs) -> np.ndarray:
         """Scores of independent (query, document) pairs, grouped by query so each query is tokenized once."""
         groups: dict[str, list[int]] = {}
@@ -276,8 +293,9 @@ class Reranker:
                 raise InputError(f"pair {k} must be (query, document), got {type(pair).__name__}")
             groups.setdefault(pair[0], []).append(k)
         out = np.zeros(len(pairs), dtype=np.float32)
-        for query, idx in groups.items():
-            out[idx] = self.score(query, [pairs[k][1] for k in idx], **kwargs)
+        scores = self.score_groups([(q, [pairs[k][1] for k in idx]) for q, idx in groups.items()], **kwargs)
+        for idx, values in zip(groups.values(), scores, strict=True):
+            out[idx] = values
         return out
 
     def rank(self, query: str, documents: Sequence[str], top_k: int | None = None, *,

@@ -39,8 +39,8 @@ def _qrels(data: RerankingData) -> list[dict[str, int]]:
 
 
 def score(data: RerankingData, encode: Encode, params: dict) -> dict[str, float]:
-    """A bi-encoder ranks each query's candidates by cosine; ``params["rerank"]`` (a reranker's
-    ``(query, documents) -> scores``) ranks them by its scores instead."""
+    """A bi-encoder ranks each query's candidates by cosine; ``params["rerank"]`` (a reranker's scores of
+    ``[(query, documents), ...]``) ranks them by its scores instead."""
     pair_score = params.get("rerank")
     if pair_score is not None:
         return pair_scores(data, pair_score)
@@ -50,12 +50,14 @@ def score(data: RerankingData, encode: Encode, params: dict) -> dict[str, float]
 
 
 def pair_scores(data: RerankingData, pair_score, k_values=K_VALUES) -> dict[str, float]:
-    """Each query's candidates ordered by ``pair_score(query, candidates)`` (ties: candidate id descending, as
-    the cosine path and trec_eval), then measured as MTEB measures reranking."""
+    """Each query's candidates ordered by a reranker's scores (``pair_score([(query, candidates), ...])`` -> one
+    array per query; ties: candidate id descending, as the cosine path and trec_eval), then measured as MTEB
+    measures reranking."""
     ranked = []
-    for query, texts in zip(data.queries, data.candidates, strict=True):
+    scores = pair_score(list(zip(data.queries, data.candidates, strict=True)))
+    for texts, values in zip(data.candidates, scores, strict=True):
         ids = [str(j) for j in range(len(texts))]
-        sims = np.round(np.asarray(pair_score(query, texts), dtype=np.float64), 6)
+        sims = np.round(np.asarray(values, dtype=np.float64), 6)
         ranked.append([ids[j] for j in rank_order(sims, _desc_rank(ids), len(ids))])
     return ranking_scores(ranked, _qrels(data), k_values)
 

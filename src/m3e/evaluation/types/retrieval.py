@@ -196,16 +196,16 @@ def two_stage_scores(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndar
 def rerank_stage_scores(first: tuple[np.ndarray, np.ndarray], queries: list[str], corpus: list[str], pair_score,
                         doc_ids: list[str], qrels: list[dict[str, int]], candidates: int = 100,
                         k_values=K_VALUES) -> dict[str, float]:
-    """The first model's exact top ``candidates`` per query, re-ordered by a reranker's
-    ``pair_score(query, documents)`` (ties by document id descending); documents past the candidates are not
-    retrieved."""
+    """The first model's exact top ``candidates`` per query, re-ordered by a reranker's scores
+    (``pair_score([(query, documents), ...])`` -> one array per query; ties by document id descending); documents
+    past the candidates are not retrieved."""
     position = {d: j for j, d in enumerate(doc_ids)}
     if len(position) != len(doc_ids):
         raise TaskRefused("document ids are not unique")
     id_rank = _desc_rank(doc_ids)
     top = top_k(unit(first[0]), unit(first[1]), candidates, id_rank)
-    rescored = np.stack([np.round(np.asarray(pair_score(q, [corpus[j] for j in row]), dtype=np.float64), 6)
-                         for q, row in zip(queries, top, strict=True)])
+    scores = pair_score([(q, [corpus[j] for j in row]) for q, row in zip(queries, top, strict=True)])
+    rescored = np.round(np.stack([np.asarray(s, dtype=np.float64) for s in scores]), 6)
     order = np.lexsort((-id_rank[top], -rescored), axis=1)
     return scores_from_gains(_gains(np.take_along_axis(top, order, axis=1), position, qrels), ideal_gains(qrels),
                              k_values)
