@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -188,6 +189,22 @@ def list_models() -> None:
 
 
 @app.command()
+def mix(
+    base: Annotated[str, typer.Argument(help="The model every part is a difference from (built-in, folder, hub id).")],
+    part: Annotated[list[str], typer.Option("--part", "-p", help="MODEL[:SCALE]: adds SCALE x (MODEL - BASE); "
+                                            "scale 1 when left out. Repeatable.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="New model folder.")],
+) -> None:
+    """Mix models in weight space: BASE + sum of SCALE x (MODEL - BASE). Task arithmetic of two fine-tunes,
+    a step back toward the base (one part, scale < 1), or checkpoint averaging (n parts, 1/n each)."""
+    from m3e.models.mix import mix_models, parse_part
+
+    parts = [parse_part(p) for p in part]
+    out = mix_models(base, parts, output, log=_err)
+    typer.echo(f"mixed {base} + " + " + ".join(f"{s:g} x ({n} - base)" for n, s in parts) + f" -> {out}")
+
+
+@app.command()
 def demo(
     model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 3,
@@ -223,6 +240,17 @@ def demo(
     console.print(f"\ndone in {time.perf_counter() - t0:.1f}s")
 
 
+class Language(str, Enum):
+    zh = "zh"
+    en = "en"
+    zh_en = "zh-en"
+
+
+class Split(str, Enum):
+    test = "test"
+    validation = "validation"
+
+
 eval_app = typer.Typer(help="Evaluate models on Chinese tasks with MTEB's metrics; compare results.",
                        no_args_is_help=False, add_completion=False)
 app.add_typer(eval_app, name="eval")
@@ -236,7 +264,12 @@ def eval_cmd(
                                                  "bitext, s2c).")] = None,
     task_type: Annotated[str | None, typer.Option("--type", help="Every built-in task of a type (STS, "
                                                   "Classification, ...).")] = None,
-    all_tasks: Annotated[bool, typer.Option("--all", help="Run every built-in task.")] = False,
+    all_tasks: Annotated[bool, typer.Option("--all", help="Run every built-in task (of --split).")] = False,
+    language: Annotated[Language | None, typer.Option(help="Every built-in task of a language (zh-en: "
+                                                      "cross-lingual).")] = None,
+    split: Annotated[Split, typer.Option(help="test: the evaluation tasks; validation: the dev files, for "
+                                         "choosing checkpoints and settings (never report them as test scores)."
+                                         )] = Split.test,
     task_file: Annotated[list[Path] | None, typer.Option("--task-file", help="Your own task file (jsonl/csv/tsv; "
                                                         "formats in docs/evaluation.md). Repeatable.")] = None,
     file_type: Annotated[str | None, typer.Option("--task-type", help="Type of the --task-file records when "
@@ -274,11 +307,12 @@ def eval_cmd(
 
     if list_tasks:
         for t in BUILTIN_TASKS.values():
-            typer.echo(f"{t.name:24} {t.type:18} {t.category:6} {t.main_score:15} {t.description}")
+            typer.echo(f"{t.name:24} {t.type:18} {t.category:6} {t.language:5} {t.split:10} {t.main_score:15} "
+                       f"{t.description}")
         return
-    if sum([bool(tasks), bool(category or task_type), all_tasks, bool(task_file)]) != 1:
-        raise InputError("choose the tasks with exactly one of --tasks, --category/--type, --all or --task-file "
-                         "(see --list)")
+    if sum([bool(tasks), bool(category or task_type or language), all_tasks, bool(task_file)]) != 1:
+        raise InputError("choose the tasks with exactly one of --tasks, --category/--type/--language, --all or "
+                         "--task-file (see --list)")
     if source not in ("local", "hub"):
         raise InputError(f"--source must be local or hub, not '{source}'")
     if task_file:
@@ -288,7 +322,7 @@ def eval_cmd(
         data_dir = data_dir or Path(".")
     else:
         chosen = select_tasks([n.strip() for n in tasks.split(",") if n.strip()] if tasks else None, category,
-                              task_type)
+                              task_type, split.value, language.value if language else None)
         if source == "local":
             if data_dir is None:
                 raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
@@ -500,7 +534,9 @@ def finetune(
     save_every: Annotated[int, typer.Option(min=0, help="Checkpoint every N steps (0: each epoch).")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/checkpoints/latest.")] = False,
     eval_tasks: Annotated[str | None, typer.Option(help="m3e eval tasks to score during training; the best "
-                                                   "checkpoint by their mean main score is kept.")] = None,
+                                                   "checkpoint by their mean main score is kept. 'validation': "
+                                                   "every validation task (choose on those, not on test tasks)."
+                                                   )] = None,
     eval_every: Annotated[int, typer.Option(min=0, help="Evaluate every N steps (0: each epoch).")] = 0,
     data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Evaluation data folder.")] = None,
     cache_dir: CacheDirOpt = None,

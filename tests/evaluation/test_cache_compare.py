@@ -58,7 +58,7 @@ def test_compare_table_and_png(tiny_model, tmp_path):
     evaluate(tiny_model, [task], tmp_path, tmp_path / "out")
     evaluate(Counting(tiny_model, name="other-model"), [task], tmp_path, tmp_path / "out")
     table, png = compare(tmp_path / "out", tmp_path / "out" / "c.png")
-    assert "| sts | STS | s2s | cosine_spearman |" in table and "other-model" in table
+    assert "| sts | STS | s2s | zh | cosine_spearman |" in table and "other-model" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(InputError, match="no results for nope"):
         compare(tmp_path / "out", None, ["nope"])

@@ -106,7 +106,7 @@ def test_cli_task_file_and_compare(tiny_st_dir, tmp_path):
     assert result["type"] == "Retrieval" and result["n_samples"] == 6
     r = run("eval", "compare", str(out))
     assert r.returncode == 0, r.stderr
-    assert "| mine | Retrieval | s2p | ndcg_at_10 |" in r.stdout and (out / "compare.png").is_file()
+    assert "| mine | Retrieval | s2p | zh | ndcg_at_10 |" in r.stdout and (out / "compare.png").is_file()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "q", "pos": "p"}\n{"query": 3, "pos": "p"}\n', encoding="utf-8")
     r = run("eval", "--task-file", str(bad), "-o", str(out), "--model", str(tiny_st_dir))

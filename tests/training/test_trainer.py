@@ -169,15 +169,26 @@ def test_eval_during_training_keeps_the_best(tiny_st_dir, tmp_path, shared_data)
     rows = toy_pairs()
     data = write(tmp_path / "toy.jsonl", rows)
     out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(
-        output=str(tmp_path / "out"), epochs=2, batch_size=8, lr=1e-3, progress=False, eval_tasks=["STSB"],
-        eval_data_dir=str(shared_data))
+        output=str(tmp_path / "out"), epochs=2, batch_size=8, lr=1e-3, progress=False,
+        eval_tasks=["STSB-zh-dev", "STSB-en-dev"], eval_data_dir=str(shared_data))
     state = json.loads((out / "training_state.json").read_text())
     assert [e["step"] for e in state["evals"]] == sorted({e["step"] for e in state["evals"]})
     assert len(state["evals"]) == 2
     best = max(state["evals"], key=lambda e: e["score"])
     assert state["best"]["step"] == best["step"] and (out / "best" / "model.safetensors").is_file()
     card = (out / "model" / "README.md").read_text(encoding="utf-8")
-    assert "best checkpoint by mean evaluation score" in card and "| step | STSB | mean |" in card
+    assert "best checkpoint by mean evaluation score" in card and "| step | STSB-zh-dev | STSB-en-dev | mean |" in card
+
+
+def test_choosing_checkpoints_on_test_tasks_is_warned(tiny_st_dir, tmp_path, shared_data):
+    from m3e.training.trainer import TrainConfig
+
+    tuner = FineTuner.from_pretrained(str(tiny_st_dir), str(write(tmp_path / "toy.jsonl", toy_pairs())),
+                                      device="cpu")
+    tuner._check_eval_options(TrainConfig(eval_tasks=["validation"], eval_data_dir=str(shared_data)))
+    assert tuner._eval_warning is None
+    tuner._check_eval_options(TrainConfig(eval_tasks=["STSB", "STSB-en-dev"], eval_data_dir=str(shared_data)))
+    assert "checkpoints on test tasks (STSB)" in tuner._eval_warning
 
 
 def _drift_from_base(tiny_st_dir, model_dir, texts) -> float:

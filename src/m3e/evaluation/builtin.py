@@ -11,7 +11,7 @@ from pathlib import Path
 
 from m3e.errors import InputError
 from m3e.evaluation.data import csv_rows, field_text, jsonl_rows, lines, need, read_json
-from m3e.evaluation.tasks import CATEGORIES, Task
+from m3e.evaluation.tasks import CATEGORIES, LANGUAGES, SPLITS, Task
 from m3e.evaluation.types import MAIN_SCORES
 from m3e.evaluation.types import task_type as task_type_named
 from m3e.evaluation.types.base import count
@@ -19,7 +19,7 @@ from m3e.evaluation.types.bitext import BitextData
 from m3e.evaluation.types.classification import LabelledData, clean_labelled, split_train_test
 from m3e.evaluation.types.reranking import RerankingData
 from m3e.evaluation.types.retrieval import RetrievalData
-from m3e.evaluation.types.sts import load_jsonl_pairs, load_tsv_pairs
+from m3e.evaluation.types.sts import PairData, load_jsonl_pairs, load_tsv_pairs
 
 NLI = {"entailment": 1.0, "contradiction": 0.0}
 SEED = 42
@@ -348,6 +348,51 @@ def load_wmt(year: int):
     return load
 
 
+STSB_MULTI = "STSB_multi_mt"
+STSB_COLUMNS = ["sentence1", "sentence2", "similarity_score"]
+
+
+def _stsb_rows(path: Path) -> list[tuple[int, str, str, float]]:
+    out = []
+    for no, row in csv_rows(path, columns=STSB_COLUMNS):
+        a, b = field_text(path, no, row, "sentence1"), field_text(path, no, row, "sentence2")
+        raw = field_text(path, no, row, "similarity_score")
+        try:
+            score = float(raw)
+        except ValueError:
+            raise InputError(f"{path}:{no}: similarity_score '{raw}' is not a number") from None
+        out.append((no, a, b, score))
+    return out
+
+
+def load_stsb_multi(split: str, first: str, second: str):
+    """STSb multi-MT: sentence1 in language ``first``, sentence2 in ``second``, the shared gold score. The
+    language files are aligned row by row; a row whose scores disagree means they are not, and is an error."""
+
+    def load(root: Path) -> PairData:
+        path1 = root / STSB_MULTI / f"stsb-{first}-{split}.csv"
+        path2 = root / STSB_MULTI / f"stsb-{second}-{split}.csv"
+        rows1 = _stsb_rows(need(path1))
+        rows2 = rows1 if path2 == path1 else _stsb_rows(need(path2))
+        if len(rows1) != len(rows2):
+            raise InputError(f"{path1} has {len(rows1)} rows and {path2} {len(rows2)}; the language files of "
+                             "STSb multi-MT must be aligned row by row")
+        data = PairData([], [], [])
+        for (no, a, _, score), (_, _, b, score2) in zip(rows1, rows2, strict=True):
+            if score != score2:
+                raise InputError(f"{path1}:{no}: score {score} but {score2} on the same row of {path2}; the "
+                                 "language files are not aligned")
+            if not a.strip() or not b.strip():
+                count(data.dropped, "empty sentence")
+                continue
+            data.sentences1.append(a)
+            data.sentences2.append(b)
+            data.labels.append(score)
+        return data
+
+    return load
+
+
 # --- registry ---------------------------------------------------------------------------------------------------
 
 def _sts(name: str, rel: str, description: str, loader=load_tsv_pairs) -> Task:
@@ -364,6 +409,29 @@ def _clu(name, category, description, load, mteb_name=None) -> Task:
                 params={"max_documents": 2048, "sample_size": 16_384, "n_samples": 10})
 
 
+_STSB_NAMES = {"en": "English", "zh": "Chinese"}
+
+
+def _stsb_multi(first: str, second: str, split: str = "test") -> Task:
+    same = first == second
+    language = first if same else "zh-en"
+    name = "STSB-" + (first if same else f"{first}-{second}") + ("-dev" if split == "dev" else "")
+    what = (f"{_STSB_NAMES[first]} STS Benchmark" if same else
+            f"cross-lingual STS Benchmark, {_STSB_NAMES[first]} sentence1 vs {_STSB_NAMES[second]} sentence2 of "
+            "the same row")
+    if split == "dev":
+        description = (f"VALIDATION ONLY (choose checkpoints and settings on it, never report it): {what}, "
+                       "STSb multi-MT dev split (1,500 pairs), float gold 0-5, Spearman.")
+    else:
+        description = (f"{what}: STSb multi-MT test split (1,379 pairs; the Chinese side is DeepL's "
+                       "translation), float gold 0-5, Spearman"
+                       + ("; the same pairs as MTEB's STSBenchmark." if first == second == "en" else
+                          "; not in C-MTEB (MTEB's STS17 has no zh-en pair)."))
+    return Task(name, "STS", "s2s", description, MAIN_SCORES["STS"], load_stsb_multi(split, first, second),
+                mteb_name="STSBenchmark" if (same and first == "en" and split == "test") else None,
+                language=language, split="validation" if split == "dev" else "test")
+
+
 _TASKS = [
     _sts("ATEC", "ATEC/ATEC.test.data", "Ant Financial question matching, binary labels scored by Spearman as "
          "in C-MTEB; senteval_cn test split (20,000 pairs; C-MTEB uses the same 20,000-pair test)."),
@@ -374,6 +442,9 @@ _TASKS = [
          "test pairs."),
     _sts("STSB", "STS-B/STS-B.test.data", "STS-B translated to Chinese, scores 0-5 (rounded), Spearman, 1,361 test "
          "pairs (C-MTEB's STSB has 1,360)."),
+    _stsb_multi("en", "en"),
+    _stsb_multi("zh", "en"),
+    _stsb_multi("en", "zh"),
     _sts("AFQMC", "AFQMC/dev.json", "Alipay question matching, CLUE dev split as in C-MTEB (4,316 pairs), labels are "
          "strings '0'/'1'; overlaps ATEC.", loader=lambda p: load_jsonl_pairs(p, {"0": 0.0, "1": 1.0})),
     _sts("SOHU-dd", "SOHU/dd-test.jsonl", "Sohu short document vs document, labels 0/3/5, Spearman (text2vec "
@@ -441,24 +512,31 @@ _TASKS = [
          "statement -> its Python solution among all 3,455 distinct solutions; query prompt on statements, "
          "passage prompt on code.", "ndcg_at_10", load_leetcode),
     Task("WMT19BitextMining", "BitextMining", "bitext", "WMT newstest2019 zh-en (ModelScope packaging, 2,001 pairs): "
-         "each Chinese sentence finds its English reference by nearest cosine; not in C-MTEB.", "f1", load_wmt(19)),
+         "each Chinese sentence finds its English reference by nearest cosine; not in C-MTEB.", "f1", load_wmt(19),
+         language="zh-en"),
     Task("WMT20BitextMining", "BitextMining", "bitext", "WMT newstest2020 zh-en (1,418 pairs, some multi-sentence); "
-         "not in C-MTEB. newstest2018 is left for training.", "f1", load_wmt(20)),
+         "not in C-MTEB. newstest2018 is left for training.", "f1", load_wmt(20), language="zh-en"),
+    *(_stsb_multi(a, b, "dev") for a, b in (("zh", "zh"), ("en", "en"), ("zh", "en"), ("en", "zh"))),
 ]
 
 BUILTIN_TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
 
 
 def select_tasks(names: list[str] | None = None, category: str | None = None,
-                 task_type: str | None = None) -> list[Task]:
-    """Built-in tasks by name (case-insensitive), category or type; everything when none is given."""
-    if names:
-        lookup = {n.lower(): t for n, t in BUILTIN_TASKS.items()}
+                 task_type: str | None = None, split: str = "test", language: str | None = None) -> list[Task]:
+    """Built-in tasks by name (case-insensitive, any split), or the tasks of ``split`` by category, type and
+    language; every task of the split when none is given."""
+    if names:  # a split's name stands for its tasks (`eval_tasks: [validation]` in a recipe)
+        lookup = {n.lower(): [t] for n, t in BUILTIN_TASKS.items()}
+        lookup.update({s: [t for t in BUILTIN_TASKS.values() if t.split == s] for s in SPLITS})
         unknown = [n for n in names if n.lower() not in lookup]
         if unknown:
-            raise InputError(f"unknown task(s) {', '.join(unknown)}; known tasks: {', '.join(BUILTIN_TASKS)}")
-        return [lookup[n.lower()] for n in names]
-    chosen = list(BUILTIN_TASKS.values())
+            raise InputError(f"unknown task(s) {', '.join(unknown)}; known tasks: {', '.join(BUILTIN_TASKS)} "
+                             f"(or a split: {', '.join(SPLITS)})")
+        return list({t.name: t for n in names for t in lookup[n.lower()]}.values())
+    if split not in SPLITS:
+        raise InputError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    chosen = [t for t in BUILTIN_TASKS.values() if t.split == split]
     if category:
         if category not in CATEGORIES:
             raise InputError(f"unknown category '{category}'; use one of {', '.join(CATEGORIES)}")
@@ -466,6 +544,17 @@ def select_tasks(names: list[str] | None = None, category: str | None = None,
     if task_type:
         kind = task_type_named(task_type).name
         chosen = [t for t in chosen if t.type == kind]
+    if language:
+        if language not in LANGUAGES:
+            raise InputError(f"unknown language '{language}'; use one of {', '.join(LANGUAGES)}")
+        chosen = [t for t in chosen if t.language == language]
     if not chosen:
-        raise InputError(f"no built-in task matches category={category} type={task_type}")
+        raise InputError(f"no built-in {split} task matches category={category} type={task_type} "
+                         f"language={language}")
     return chosen
+
+
+def task_language(name: str) -> str:
+    """The language of a built-in task (results written before tasks had one carry none); "zh" otherwise."""
+    task = BUILTIN_TASKS.get(name)
+    return task.language if task is not None else "zh"

@@ -45,9 +45,11 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
     return jsonl_objects(path, read_text(path))
 
 
-def csv_rows(path: Path, text: str | None = None, delimiter: str = ",") -> Iterator[tuple[int, dict]]:
-    """Rows of a CSV/TSV with a header line, as dicts; the number is the file line the row starts on."""
-    return csv_dicts(path, read_text(path) if text is None else text, delimiter)
+def csv_rows(path: Path, text: str | None = None, delimiter: str = ",",
+             columns: list[str] | None = None) -> Iterator[tuple[int, dict]]:
+    """Rows of a CSV/TSV as dicts, keyed by its header line or by ``columns`` for a header-less file; the number
+    is the file line the row ends on."""
+    return csv_dicts(path, read_text(path) if text is None else text, delimiter, columns)
 
 
 def field_text(path: Path, no: int, row: dict, key: str) -> str:

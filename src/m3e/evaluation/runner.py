@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from m3e.errors import InputError
-from m3e.evaluation.tasks import CATEGORIES, Task
+from m3e.evaluation.tasks import CATEGORIES, LANGUAGES, Task
 from m3e.evaluation.types import TASK_TYPES, TaskRefused
 from m3e.models.encoder import named_prompt, result_label
 from m3e.utils.atomic import atomic_path
@@ -135,6 +135,8 @@ def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path, rescore: Rescore |
         "model": rescore.label(memo.embedder, task) if rescore else result_label(memo.embedder),
         "backend": getattr(memo.embedder, "backend", "torch"),
         "category": task.category,
+        "language": task.language,
+        "split": task.split,
         "main_score_name": task.main_score,
         "main_score": scores[task.main_score],
         "scores": scores,
@@ -204,16 +206,34 @@ def load_results(output: Path) -> dict[str, dict[str, dict]]:
 TEXT2VEC_TASKS = ("ATEC", "BQ", "LCQMC", "PAWSX", "STSB", "SOHU-dd", "SOHU-dc")
 
 
+def result_language(result: dict) -> str:
+    """A result's language; files written before results carried one get their built-in task's."""
+    if result.get("language"):
+        return result["language"]
+    from m3e.evaluation.builtin import task_language
+
+    return task_language(result.get("task", ""))
+
+
 def groups(tasks: dict[str, dict]) -> list[tuple[str, list[str]]]:
-    """Average rows: one per task type, one per category, and text2vec's 7-task Chinese STS average."""
+    """Average rows over the test tasks: one per task type, one per category, one per language (Chinese,
+    English, cross-lingual) and text2vec's 7-task Chinese STS average; validation tasks get a row of their own
+    and join no other (they choose settings, they are never reported as test scores)."""
+    test = {n: r for n, r in tasks.items() if r.get("split", "test") != "validation"}
     out = []
-    for kind, key, values in (("type", "type", TASK_TYPES), ("category", "category", CATEGORIES)):
+    views = (("type", lambda r: r.get("type"), TASK_TYPES), ("category", lambda r: r.get("category"), CATEGORIES),
+             ("language", result_language, tuple(LANGUAGES)))
+    for kind, key, values in views:
         for value in values:
-            names = [n for n, r in tasks.items() if r.get(key) == value]
+            names = [n for n, r in test.items() if key(r) == value]
             if names:
-                out.append((f"{value} ({kind}, {len(names)})", names))
-    if all(n in tasks for n in TEXT2VEC_TASKS):
+                label = LANGUAGES[value] if kind == "language" else value
+                out.append((f"{label} ({kind}, {len(names)})", names))
+    if all(n in test for n in TEXT2VEC_TASKS):
         out.append(("text2vec Chinese STS (7)", list(TEXT2VEC_TASKS)))
+    validation = [n for n in tasks if n not in test]
+    if validation:
+        out.append((f"validation ({len(validation)}, not a test score)", validation))
     return out
 
 
@@ -230,19 +250,21 @@ def summary_markdown(results: dict[str, dict[str, dict]]) -> str:
         for name, r in per_model.items():
             tasks.setdefault(name, r)
     order = {t: i for i, t in enumerate(TASK_TYPES)}
-    tasks = dict(sorted(tasks.items(), key=lambda kv: order.get(kv[1].get("type"), 99)))
-    lines = ["| task | type | category | metric | " + " | ".join(models) + " |",
-             "|---|---|---|---|" + "---|" * len(models)]
+    tasks = dict(sorted(tasks.items(), key=lambda kv: (kv[1].get("split") == "validation",
+                                                       order.get(kv[1].get("type"), 99))))
+    lines = ["| task | type | category | language | metric | " + " | ".join(models) + " |",
+             "|---|---|---|---|---|" + "---|" * len(models)]
     for name, r in tasks.items():
         cells = [f"{results[m][name]['main_score'] * 100:.2f}" if name in results[m] else "-" for m in models]
-        lines.append(f"| {name} | {r.get('type', '')} | {r['category']} | {r['main_score_name']} | "
-                     + " | ".join(cells) + " |")
+        split = " (validation)" if r.get("split") == "validation" else ""
+        lines.append(f"| {name}{split} | {r.get('type', '')} | {r['category']} | {result_language(r)} | "
+                     f"{r['main_score_name']} | " + " | ".join(cells) + " |")
     for label, names in groups(tasks):
         cells = []
         for m in models:
             mean, complete = average(results[m], names)
             cells.append("-" if mean is None else f"{mean * 100:.2f}" + ("" if complete else "*"))
-        lines.append(f"| **average {label}** | | | | " + " | ".join(cells) + " |")
+        lines.append(f"| **average {label}** | | | | | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Scores x 100. * = average over the tasks that model has results for.")
     return "\n".join(lines) + "\n"

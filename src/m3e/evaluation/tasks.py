@@ -16,6 +16,10 @@ from m3e.errors import InputError
 from m3e.evaluation.types import TYPES, TaskType
 
 CATEGORIES = ("s2s", "s2p", "p2p", "bitext", "s2c")
+# language of a task's texts -> its name in summaries; "zh-en": one side Chinese, the other English
+LANGUAGES = {"zh": "Chinese", "en": "English", "zh-en": "cross-lingual"}
+# test: reported scores; validation: for choosing checkpoints and settings, never reported as a test score
+SPLITS = ("test", "validation")
 
 
 @dataclass
@@ -32,6 +36,8 @@ class Task:
     params: dict[str, Any] = field(default_factory=dict)  # scorer settings (samples_per_label, n_experiments...)
     mteb_name: str | None = None  # the C-MTEB task of the same protocol, for --source hub
     prompts_optional: bool = False  # set when the type's conventional names stand in for prompts
+    language: str = "zh"  # a key of LANGUAGES
+    split: str = "test"  # one of SPLITS
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -39,6 +45,11 @@ class Task:
         if self.category not in CATEGORIES:
             raise InputError(f"task {self.name}: unknown category '{self.category}'; use one of "
                              f"{', '.join(CATEGORIES)}")
+        if self.language not in LANGUAGES:
+            raise InputError(f"task {self.name}: unknown language '{self.language}'; use one of "
+                             f"{', '.join(LANGUAGES)}")
+        if self.split not in SPLITS:
+            raise InputError(f"task {self.name}: unknown split '{self.split}'; use one of {', '.join(SPLITS)}")
         sides = self.kind.prompts
         if self.prompts is None:
             self.prompts, self.prompts_optional = dict(sides), True

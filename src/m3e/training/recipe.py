@@ -114,16 +114,16 @@ def task_texts(data) -> list[str]:
 
 
 def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tuple[set[str], dict[str, int]]:
-    """The texts of the built-in evaluation tasks (all, or ``task_names``; an empty list: none), and how many
-    each task has."""
+    """The texts of the built-in evaluation and validation tasks (all, or ``task_names``; an empty list: none),
+    and how many each task has."""
     from m3e.data.texthash import norm
-    from m3e.evaluation.builtin import select_tasks
+    from m3e.evaluation.builtin import BUILTIN_TASKS, select_tasks
 
     texts: set[str] = set()
     sizes: dict[str, int] = {}
     if task_names is not None and not task_names:  # `filter_tasks: []`: data with no built-in task in it
         return texts, sizes
-    for task in select_tasks(task_names):
+    for task in select_tasks(task_names) if task_names else BUILTIN_TASKS.values():
         found = {norm(t) for t in task_texts(task.load(data_dir))}
         sizes[task.name] = len(found)
         texts |= found

@@ -209,6 +209,8 @@ class FineTuner:
         acc = Accelerator(mixed_precision=config.mixed_precision, cpu=self.embedder.device == "cpu"
                           and not torch.cuda.is_available(),
                           kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        if getattr(self, "_eval_warning", None):
+            acc.print(self._eval_warning)
         if config.batch_size % acc.num_processes:
             raise InputError(f"batch size {config.batch_size} does not split over {acc.num_processes} processes")
         torch.manual_seed(config.seed)
@@ -249,7 +251,10 @@ class FineTuner:
             return None
         from m3e.evaluation.builtin import select_tasks
 
-        select_tasks(config.eval_tasks)  # unknown names fail here
+        tested = [t.name for t in select_tasks(config.eval_tasks) if t.split == "test"]  # unknown names fail here
+        self._eval_warning = (f"warning: choosing checkpoints on test tasks ({', '.join(tested)}) fits them; the "
+                              "scores you report on them will be too high. Use validation tasks "
+                              "(eval_tasks: [validation], see m3e eval --list)") if tested else None
         data_dir = config.eval_data_dir or os.environ.get("M3E_DATA_DIR")
         if not data_dir:
             raise InputError("--eval-tasks needs --data-dir or $M3E_DATA_DIR")
