@@ -729,7 +729,8 @@ def data_prepare(
     = None,
     format: Annotated[str | None, typer.Option("--format", help="File type when the suffix does not say (jsonl, "  # noqa: A002
                                                "json, csv, tsv, parquet, squad, kbqa).")] = None,
-    encoding: Annotated[str, typer.Option(help="Text encoding, e.g. gb18030.")] = "utf-8-sig",
+    encoding: Annotated[str | None, typer.Option(help="Text encoding, e.g. gb18030 (default: UTF-8, or GB18030 "
+                                                 "when the file starts so).")] = None,
     max_negatives: Annotated[int | None, typer.Option(min=0, help="Keep at most this many hard negatives.")] = None,
 ) -> None:
     """Convert training sources once; print per-source counts and skipped rows (first line of each reason)."""

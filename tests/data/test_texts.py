@@ -68,18 +68,22 @@ def test_gbk_reads_and_undecodable_and_missing_are_named(tmp_path):
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030", "gbk"])
-@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv", ".json", "array.json"])
 def test_every_reader_reads_a_file_the_same(tmp_path, encoding, suffix):
-    """One encoding rule: bulk encode's reader, the text reader and the index build's document reader agree."""
+    """One encoding rule and one meaning of .json (an array, or JSON lines): bulk encode's reader, the text
+    reader, training's row reader and the index build's document reader agree."""
+    from m3e.data.records import file_rows
     from m3e.data.streams import Reader
-    from m3e.search.documents import ReadReport, iter_documents
+    from m3e.search.documents import SUFFIXES, ReadReport, iter_documents
 
     texts = ["第一行：深度学习", "second line, English", "混合 mixed 文本 😀"]
     f = tmp_path / f"corpus{suffix}"
     if suffix == ".txt":
         body = "\n".join(texts) + "\n"
-    elif suffix == ".jsonl":
+    elif suffix in (".jsonl", ".json"):
         body = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+    elif suffix == "array.json":
+        body = json.dumps([{"text": t} for t in texts], ensure_ascii=False, indent=1)
     else:
         body = "text\n" + "".join(f'"{t}"\n' for t in texts)
     if encoding == "gbk":
@@ -88,5 +92,8 @@ def test_every_reader_reads_a_file_the_same(tmp_path, encoding, suffix):
     f.write_bytes(body.encode(encoding))
     assert [r.text for r in Reader().file_records(f)] == texts
     assert read_texts(f).texts == texts
-    docs = [d.text for d in iter_documents([f], ReadReport())]
-    assert docs == (["\n".join(texts) + "\n"] if suffix == ".txt" else texts)
+    if suffix != ".txt":  # training reads row files only
+        assert [row["text"] for _, row in file_rows(f)] == texts
+    if f.suffix in SUFFIXES:
+        docs = [d.text for d in iter_documents([f], ReadReport())]
+        assert docs == (["\n".join(texts) + "\n"] if suffix == ".txt" else texts)

@@ -82,7 +82,7 @@ def build_cache(path: Path, folder: Path, name: str, options: dict, progress=Non
     n = width = 0
     any_negatives = False
     scores: set[float] = set()
-    rows = file_rows(path, options.get("format"), options.get("encoding") or "utf-8-sig", options.get("columns"),
+    rows = file_rows(path, options.get("format"), options.get("encoding"), options.get("columns"),
                      options.get("rename"), options.get("replace"))
     with atomic_dir(folder) as tmp:
         writer = pa.ipc.new_file(str(tmp / "records.arrow"), _schema())

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from m3e.data.rows import SNIFF_BYTES, sniff_encoding, starts_json_array
 from m3e.data.texthash import hash_texts
 from m3e.errors import InputError
 
@@ -296,8 +297,8 @@ def _json_document(path: Path, encoding: str):
 def _json_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
     """A .json file is a JSON array of objects (read whole: use .jsonl for big data) or JSON lines."""
     with open(path, "rb") as fh:
-        head = fh.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not head.startswith(b"["):
+        head = fh.read(64)
+    if not starts_json_array(head):
         yield from _json_lines(path, encoding)
         return
     for i, row in enumerate(_json_document(path, encoding), 1):
@@ -306,10 +307,10 @@ def _json_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
         yield i, row
 
 
-def squad_paragraphs(path: Path, encoding: str = "utf-8-sig") -> Iterator[tuple[str | None, str, list]]:
+def squad_paragraphs(path: Path, encoding: str | None = None) -> Iterator[tuple[str | None, str, list]]:
     """(paragraph id, context, questions) of a SQuAD-format file (CMRC 2018): the one SQuAD reader, for training
     rows and the retrieval tasks alike. A question is kept as written (None or empty too), for callers to count."""
-    doc = _json_document(path, encoding)
+    doc = _json_document(path, file_encoding(path, encoding))
     for article in doc.get("data", []) if isinstance(doc, dict) else []:
         for para in article.get("paragraphs", []):
             pid = para.get("id")
@@ -373,7 +374,21 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
             yield no, row
 
 
-def file_rows(path: Path, format: str | None = None, encoding: str = "utf-8-sig",  # noqa: A002
+def file_encoding(path: Path, encoding: str | None) -> str:
+    """The declared encoding, or the one rule every reader uses for files without one (UTF-8 with or without a
+    BOM, else GB18030 when the file's start is GB18030: :func:`m3e.data.rows.sniff_encoding`)."""
+    if encoding:
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise InputError(f"{path}: unknown encoding '{encoding}'") from None
+        return encoding
+    with open(path, "rb") as fh:
+        found = sniff_encoding(fh.read(SNIFF_BYTES))
+    return "utf-8-sig" if found == "utf-8" else found
+
+
+def file_rows(path: Path, format: str | None = None, encoding: str | None = None,  # noqa: A002
               columns: list[str] | None = None, rename: dict[str, str] | None = None,
               replace: dict[str, str] | None = None) -> Iterator[tuple[int, dict | None]]:
     """(line or row number, row) of a training file, streamed; see :func:`read_source` for the options."""
@@ -383,10 +398,7 @@ def file_rows(path: Path, format: str | None = None, encoding: str = "utf-8-sig"
                          f"{', '.join((*FILE_TYPES, *TEXT_FORMATS))}")
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    try:
-        "".encode(encoding)
-    except LookupError:
-        raise InputError(f"{path}: unknown encoding '{encoding}'") from None
+    encoding = file_encoding(path, encoding)
     if suffix == ".parquet":
         rows = _parquet_rows(path)
     elif suffix == ".jsonl":
@@ -430,9 +442,10 @@ def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, 
                 doc_instruction: str | None = None, columns: list[str] | None = None,
                 rename: dict[str, str] | None = None, max_negatives: int | None = None,
                 format: str | None = None, keep_base: float | None = None,  # noqa: A002 - the recipe key
-                encoding: str = "utf-8-sig", replace: dict[str, str] | None = None) -> Source:
+                encoding: str | None = None, replace: dict[str, str] | None = None) -> Source:
     """One training file -> an in-memory Source. ``format`` overrides the suffix (also ``squad`` for SQuAD JSON
-    and ``kbqa`` for NLPCC KBQA records); ``encoding`` reads e.g. GB18030 files; ``replace`` rewrites substrings
+    and ``kbqa`` for NLPCC KBQA records); ``encoding`` declares one (left out: UTF-8, or GB18030 when the file starts
+so, the rule of every reader); ``replace`` rewrites substrings
     of every text (e.g. a triple's " ||| " separators into spaces). Rows that do not fit are skipped and counted.
     For sources of any size use :func:`m3e.data.prepared.prepare_source` (memory-mapped, cached)."""
     path = Path(path)

@@ -31,6 +31,12 @@ def sniff_encoding(head: bytes) -> str:
     return "utf-8"  # neither: the reader reports the first bad line as not UTF-8
 
 
+def starts_json_array(head: bytes) -> bool:
+    """Whether a .json file that starts with ``head`` is one JSON array (else JSON lines): the one rule for
+    what .json means, for every reader."""
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+
+
 def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers."""
     for no, line in enumerate(text.split("\n"), 1):

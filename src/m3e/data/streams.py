@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from m3e.data.rows import SNIFF_BYTES, sniff_encoding
+from m3e.data.rows import SNIFF_BYTES, sniff_encoding, starts_json_array
 from m3e.errors import InputError
 
 SUFFIXES = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
@@ -109,6 +109,12 @@ def file_format(path: Path, fmt: str | None = None) -> str:
     return SUFFIXES.get(path.suffix.lower(), "txt")
 
 
+def _starts_array(handle) -> bool:
+    head = handle.read(64)
+    handle.seek(0)
+    return starts_json_array(head)
+
+
 class Reader:
     """Streams :class:`TextRecord` from files; ``column`` names the text field, ``id_column`` the id field (default:
     ``file:line``)."""
@@ -140,6 +146,8 @@ class Reader:
             handle.seek(0)
             if kind == "txt":
                 yield from self._txt(path, handle, encoding)
+            elif kind == "jsonl" and path.suffix.lower() == ".json" and _starts_array(handle):
+                yield from self._json_array(path, handle, encoding)
             elif kind == "jsonl":
                 yield from self._jsonl(path, handle, encoding)
             else:
@@ -218,19 +226,39 @@ class Reader:
             except json.JSONDecodeError as exc:
                 self._bad(where, "invalid JSON", f" ({exc.msg} at column {exc.colno})")
                 continue
-            if not isinstance(row, dict):
-                self._bad(where, "not a JSON object", f" ({type(row).__name__})")
-                continue
-            if self.column not in row:
-                self._bad(where, f"no field '{self.column}'", f" (fields: {', '.join(row) or 'none'}); choose one "
-                                                             "with --column")
-                continue
-            row_id = self._row_id(where, row)
-            if row_id is None:
-                continue
-            record = self._take(where, no, row_id, row[self.column], size)
+            record = self._json_object(where, no, row, size)
             if record is not None:
                 yield record
+
+    def _json_array(self, path: Path, handle, encoding: str) -> Iterator[TextRecord]:
+        """A .json file holding one JSON array of objects (read whole: use .jsonl for big data); items are
+        numbered from 1 where lines would be."""
+        raw = handle.read()
+        try:
+            rows = json.loads(raw.decode(encoding).removeprefix("\ufeff"))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not valid {encoding} (byte {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(rows, list):
+            raise InputError(f"{path}: expected a JSON array of objects or JSON lines")
+        for no, row in enumerate(rows, 1):
+            record = self._json_object(f"{path}: item {no}", no, row, len(raw) // max(len(rows), 1))
+            if record is not None:
+                yield record
+
+    def _json_object(self, where: str, no: int, row, size: int) -> TextRecord | None:
+        if not isinstance(row, dict):
+            self._bad(where, "not a JSON object", f" ({type(row).__name__})")
+            return None
+        if self.column not in row:
+            self._bad(where, f"no field '{self.column}'", f" (fields: {', '.join(row) or 'none'}); choose one "
+                                                         "with --column")
+            return None
+        row_id = self._row_id(where, row)
+        if row_id is None:
+            return None
+        return self._take(where, no, row_id, row[self.column], size)
 
     def _csv(self, path: Path, handle, encoding: str, delimiter: str) -> Iterator[TextRecord]:
         sizes: list[int] = []

@@ -97,7 +97,7 @@ def file_texts(data_dir: Path, spec: dict) -> list[str]:
     from m3e.data.records import file_rows
 
     out: list[str] = []
-    for _, row in file_rows(data_dir / spec["path"], spec.get("format"), spec.get("encoding") or "utf-8-sig",
+    for _, row in file_rows(data_dir / spec["path"], spec.get("format"), spec.get("encoding"),
                             spec.get("columns")):
         out.extend(v for v in (row or {}).values() if isinstance(v, str) and v.strip())
     return out
