@@ -47,7 +47,7 @@ def test_encode_reports_truncation(tiny_st_dir):
     (["encode", "x", "-o", "out.txt"], "for a few texts use -o FILE.npy, -o FILE.jsonl or stdout"),
     (["encode", "--input", "/no/such/file.txt"], "/no/such/file.txt: file not found"),
     (["encode", "x", "", "--model", "TINY"], "item 1 is an empty string"),
-    (["encode", "x", "--truncate", "bad", "--model", "TINY"], "truncate must be one of"),
+    (["encode", "x", "--truncate", "bad", "--model", "TINY"], "'bad' is not one of"),
     (["similarity", "one", "--model", "TINY"], "at least two texts"),
     (["finetune", "--data", "nope.jsonl", "-o", "out", "--matryoshka", "384,x"], "--matryoshka takes dimensions"),
 ])

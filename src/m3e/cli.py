@@ -16,11 +16,36 @@ from m3e.errors import InputError, M3EError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Chinese-first text embeddings: encode, compare, evaluate, train and serve.")
 
+class _Choice(str, Enum):
+    """A fixed set of option values: typer lists them in --help and refuses any other before work starts; a
+    member reads and prints as its plain value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+def _choice(name: str, *values: str):
+    return _Choice(name, {v: v for v in values})
+
+
+Backend = _choice("Backend", "torch", "onnx", "onnx-int8")
+Truncate = _choice("Truncate", "truncate", "error", "window")
+Dtype = _choice("Dtype", "float32", "float16")
+Engine = _choice("Engine", "local", "ray")
+Source = _choice("Source", "local", "hub")
+Precision = _choice("Precision", "no", "fp16", "bf16")
+RowType = _choice("RowType", "int8", "float32")
+Language = _choice("Language", "zh", "en", "zh-en")
+Split = _choice("Split", "test", "validation")
+
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Built-in name, model folder or hub "
                                               "id (default: $M3E_MODEL or the built-in default).")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads (default: $M3E_THREADS or all CPUs).")]
-BackendOpt = Annotated[str, typer.Option(help="torch (any device), onnx or onnx-int8 (ONNX Runtime on CPU; "
+BackendOpt = Annotated[Backend, typer.Option(help="torch (any device), onnx or onnx-int8 (ONNX Runtime on CPU; "
                                           "exported and checked once per model).")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow model repositories to run "
                                         "their own Python code (off by default).")]
@@ -34,7 +59,7 @@ def _load(model: str | None, device: str | None, threads: int | None, trust: boo
           backend: str = "torch"):
     from m3e.models import load_model
 
-    return load_model(model, device=device, threads=threads, trust_remote_code=trust, backend=backend, log=_err)
+    return load_model(model, device=device, threads=threads, trust_remote_code=trust, backend=str(backend), log=_err)
 
 
 def _role_prompt(embedder, role: str) -> str | None:
@@ -65,7 +90,8 @@ def encode(
     prompt: Annotated[str | None, typer.Option(help="Literal prompt prepended to every text.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     max_batch_tokens: Annotated[int, typer.Option(min=1, help="Token budget per batch.")] = 16384,
-    truncate: Annotated[str, typer.Option(help="Over-long texts: truncate, error or window.")] = "truncate",
+    truncate: Annotated[Truncate, typer.Option(help="Over-long texts: cut, refuse, or average windows."
+                                              )] = Truncate.truncate,
     normalize: Annotated[bool, typer.Option(help="L2-normalize vectors.")] = True,
     skip_blank: Annotated[bool, typer.Option(help="Skip empty lines/fields (counted) instead of failing.")]
     = False,
@@ -73,28 +99,23 @@ def encode(
                                            "JSON), counted and reported by file:line, instead of stopping.")]
     = False,
     no_text: Annotated[bool, typer.Option("--no-text", help="Leave the text column out of the shards.")] = False,
-    dtype: Annotated[str, typer.Option(help="Embedding column type in the shards: float32 or float16.")]
-    = "float32",
+    dtype: Annotated[Dtype, typer.Option(help="Embedding column type in the shards.")] = Dtype.float32,
     shard_size: Annotated[int, typer.Option(min=1, help="Rows per parquet shard.")] = 50_000,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run into the same folder (same inputs "
                                          "and options).")] = False,
     max_texts: Annotated[int | None, typer.Option(min=1, help="Stop after this many texts.")] = None,
-    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray Data: a local Ray, or the "
-                                        "cluster at --address).")] = "local",
+    engine: Annotated[Engine, typer.Option(help="local (this process) or ray (Ray Data: a local Ray, or the "
+                                        "cluster at --address).")] = Engine.local,
     address: Annotated[str | None, typer.Option(help="Ray cluster to join (host:port or ray://host:port); "
                                                 "default: start a local Ray.")] = None,
     num_workers: Annotated[int, typer.Option(min=1, help="Ray: encoder actors (one model load each).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(min=0, help="Ray: GPUs per encoder actor.")] = 0,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Embed texts: arguments or small files to .npy/.jsonl/stdout; corpora of any size to parquet shards."""
     if bool(texts) == bool(input):
         raise InputError("give texts as arguments or --input FILE (exactly one of them)")
-    if dtype not in ("float32", "float16"):
-        raise InputError(f"--dtype must be float32 or float16, not '{dtype}'")
-    if engine not in ("local", "ray"):
-        raise InputError(f"--engine must be local or ray, not '{engine}'")
     sharded = output is not None and output.suffix.lower() not in (".npy", ".jsonl")
     if not sharded and (engine == "ray" or resume or no_text or dtype != "float32"):
         raise InputError("--engine ray, --resume, --no-text and --dtype write parquet shards: give --output a folder")
@@ -118,13 +139,13 @@ def encode(
 
     options = EncodeOptions(column=column, id_column=id_column, skip_bad=skip_bad, prompt=prompt,
                             prompt_name=prompt_name, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
-                            truncate=truncate, normalize=normalize, dtype=dtype, with_text=not no_text,
+                            truncate=str(truncate), normalize=normalize, dtype=str(dtype), with_text=not no_text,
                             shard_size=shard_size, max_texts=max_texts)
     if sharded and engine == "ray":
         from m3e.bulk.ray_engine import RayOptions, encode_with_ray
 
         summary = encode_with_ray(input, output, options, RayOptions(
-            model=model, backend=backend, device=device, threads=threads, trust_remote_code=trust_remote_code,
+            model=model, backend=str(backend), device=device, threads=threads, trust_remote_code=trust_remote_code,
             address=address, num_workers=num_workers, gpus_per_worker=gpus_per_worker), log=_err)
         _encode_report(summary, f"Ray ({num_workers} workers)")
         return
@@ -160,7 +181,7 @@ def similarity(
     prompt_name: Annotated[str | None, typer.Option(help="Named prompt (default: the model's 'query' "
                                                     "prompt if it has one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the matrix as JSON.")] = False,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Print the cosine similarity matrix of the given texts."""
@@ -206,7 +227,7 @@ def mix(
 
 @app.command()
 def demo(
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 3,
 ) -> None:
     """A short tour on the default model: similarity of a few sentences and a search over a corpus."""
@@ -240,17 +261,6 @@ def demo(
     console.print(f"\ndone in {time.perf_counter() - t0:.1f}s")
 
 
-class Language(str, Enum):
-    zh = "zh"
-    en = "en"
-    zh_en = "zh-en"
-
-
-class Split(str, Enum):
-    test = "test"
-    validation = "validation"
-
-
 eval_app = typer.Typer(help="Evaluate models on Chinese tasks with MTEB's metrics; compare results.",
                        no_args_is_help=False, add_completion=False)
 app.add_typer(eval_app, name="eval")
@@ -281,8 +291,8 @@ def eval_cmd(
     data_dir: Annotated[Path | None, typer.Option(envvar="M3E_DATA_DIR", help="Folder holding the dataset "
                                                   "folders (default: $M3E_DATA_DIR).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Results folder.")] = Path("results"),
-    source: Annotated[str, typer.Option(help="local: the files in --data-dir; hub: the C-MTEB datasets of the "
-                                        "same task names through the mteb package (needs the hub).")] = "local",
+    source: Annotated[Source, typer.Option(help="local: the files in --data-dir; hub: the C-MTEB datasets of the "
+                                        "same task names through the mteb package (needs the hub).")] = Source.local,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep embeddings on disk, keyed by model and "
                                         "text, so re-runs and added tasks only encode new texts.")] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache folder (default: "
@@ -297,7 +307,7 @@ def eval_cmd(
                                             "--rescore/--reranker.")] = 100,
     bm25: Annotated[bool, typer.Option("--bm25", help="Score the lexical baseline instead of a model: BM25 over "
                                        "jieba words (retrieval tasks; filed as bm25-jieba).")] = False,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Evaluate a model; writes OUTPUT/<model>/<task>.json and OUTPUT/summary.md."""
@@ -313,8 +323,6 @@ def eval_cmd(
     if sum([bool(tasks), bool(category or task_type or language), all_tasks, bool(task_file)]) != 1:
         raise InputError("choose the tasks with exactly one of --tasks, --category/--type/--language, --all or "
                          "--task-file (see --list)")
-    if source not in ("local", "hub"):
-        raise InputError(f"--source must be local or hub, not '{source}'")
     if task_file:
         from m3e.evaluation.task_files import task_from_file
 
@@ -322,7 +330,7 @@ def eval_cmd(
         data_dir = data_dir or Path(".")
     else:
         chosen = select_tasks([n.strip() for n in tasks.split(",") if n.strip()] if tasks else None, category,
-                              task_type, split.value, language.value if language else None)
+                              task_type, str(split), str(language) if language else None)
         if source == "local":
             if data_dir is None:
                 raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
@@ -452,7 +460,7 @@ def serve(
                                                     "the model's 'query' prompt when it has one).")] = None,
     cl100k_file: Annotated[str | None, typer.Option(envvar="M3E_CL100K_FILE", help="Local cl100k_base.tiktoken "
                                                     "to decode token-id inputs (LangChain's default).")] = None,
-    device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
     trust_remote_code: TrustOpt = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
@@ -489,7 +497,7 @@ def serve(
     config = ServeConfig(models=specs, rerankers=rr_specs, host=host, port=port, api_keys=list(api_key or []),
                          max_batch_tokens=max_batch_tokens, max_inputs=max_inputs, max_body_bytes=max_body_bytes,
                          queue_size=queue_size, max_queue_tokens=max_queue_tokens, truncate=not no_truncate,
-                         prompt_name=prompt_name, device=device, threads=threads, backend=backend,
+                         prompt_name=prompt_name, device=device, threads=threads, backend=str(backend),
                          trust_remote_code=trust_remote_code, cl100k_file=cl100k_file)
     if host not in ("127.0.0.1", "localhost", "::1") and not config.api_keys:
         _err(f"warning: serving on {host} without --api-key: anyone who can reach this port can use it")
@@ -527,7 +535,7 @@ def finetune(
     = False,
     mini_batch: Annotated[int, typer.Option(min=1, help="Texts per forward pass with --cached.")] = 32,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for activation memory.")] = False,
-    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16 (GPU).")] = "no",
+    mixed_precision: Annotated[Precision, typer.Option(help="Mixed precision (GPU).")] = Precision.no,
     lora: Annotated[bool, typer.Option(help="Train LoRA adapters (output merged, adapter kept).")] = False,
     lora_r: Annotated[int, typer.Option(min=1)] = 8,
     bitfit: Annotated[bool, typer.Option(help="Train only the bias terms.")] = False,
@@ -561,8 +569,6 @@ def finetune(
     from m3e.training import FineTuner, TrainConfig
     from m3e.training.recipe import sources_file as read_sources_file
 
-    if mixed_precision not in ("no", "fp16", "bf16"):  # options first: a typo must not wait for the data
-        raise InputError(f"--mixed-precision must be no, fp16 or bf16, not '{mixed_precision}'")
     dims = _dims(matryoshka) if matryoshka else None
     sources = []
     for path in data or []:
@@ -594,7 +600,7 @@ def finetune(
         output=str(output), epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
         warmup_ratio=warmup_ratio, temperature=temperature, symmetric=symmetric, matryoshka_dims=dims,
         max_length=max_length, cached=cached, mini_batch=mini_batch, gradient_checkpointing=gradient_checkpointing,
-        mixed_precision=mixed_precision, lora=lora, lora_r=lora_r, bitfit=bitfit, seed=seed, save_every=save_every,
+        mixed_precision=str(mixed_precision), lora=lora, lora_r=lora_r, bitfit=bitfit, seed=seed, save_every=save_every,
         resume=resume, eval_tasks=[t.strip() for t in eval_tasks.split(",")] if eval_tasks else [],
         eval_every=eval_every, eval_data_dir=str(data_dir) if data_dir else None, tensorboard=tensorboard)
     out = FineTuner(embedder, sources).run(config)
@@ -627,7 +633,7 @@ def train(
                                                     "fixed-seed sample; a smoke run of the recipe).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=2, help="Override the recipe's batch size.")] = None,
-    mixed_precision: Annotated[str | None, typer.Option(help="Override: no, fp16, bf16.")] = None,
+    mixed_precision: Annotated[Precision | None, typer.Option(help="Override the recipe's.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the output's last checkpoint.")] = False,
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = None, threads: ThreadsOpt = None,
@@ -639,7 +645,7 @@ def train(
         raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
     out = run_recipe(recipe, data_dir, output, device=device, threads=threads, cache_dir=cache_dir,
                      max_records=max_records, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
-                     mixed_precision=mixed_precision, resume=resume or None)
+                     mixed_precision=str(mixed_precision) if mixed_precision else None, resume=resume or None)
     typer.echo(f"model in {out / 'model'}; recipe report in {out / 'recipe_report.json'}")
 
 
@@ -654,7 +660,7 @@ def distill(
     = None,
     tokenlearn: Annotated[bool | None, typer.Option("--tokenlearn/--no-tokenlearn", help="Override: fit the "
                                                     "token vectors to the teacher's vectors.")] = None,
-    quantize: Annotated[str | None, typer.Option(help="Override: int8 or float32 rows.")] = None,
+    quantize: Annotated[RowType | None, typer.Option(help="Override: int8 or float32 rows.")] = None,
     target_scale: Annotated[float | None, typer.Option(min=0.0, help="Override: scale of the teacher vectors "
                                                        "tokenlearn fits (default: sqrt of their dimension).")]
     = None,
@@ -668,11 +674,9 @@ def distill(
 
     if data_dir is None:
         raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
-    if quantize is not None and quantize not in ("int8", "float32"):
-        raise InputError(f"--quantize takes int8 or float32, not '{quantize}'")
     out = run_distill(recipe, data_dir, output, resume=resume, threads=threads, log=_err, pca_dims=pca_dims,
-                      extra_latin=extra_latin, tokenlearn=tokenlearn, quantize=quantize, target_scale=target_scale,
-                      sif_coefficient=sif_coefficient, min_count=min_count)
+                      extra_latin=extra_latin, tokenlearn=tokenlearn, quantize=str(quantize) if quantize else None,
+                      target_scale=target_scale, sif_coefficient=sif_coefficient, min_count=min_count)
     typer.echo(f"model in {out / 'model'}; shipped form in {out / 'packed'}; report in {out / 'report.json'}")
 
 
@@ -686,7 +690,7 @@ def mine(
     num_negatives: Annotated[int, typer.Option(min=1)] = 7,
     margin: Annotated[float, typer.Option(min=0, max=1, help="Skip candidates with similarity >= margin x the "
                                           "positive's (likely false negatives).")] = 0.95,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Mine hard negatives with a model, avoiding false negatives by rank window and similarity margin."""
@@ -788,7 +792,7 @@ def index_build(
     resume: Annotated[bool, typer.Option("--resume/--restart", help="An interrupted build of the same inputs and "
                                          "settings continues from its last finished shard (default), or starts "
                                          "over.")] = True,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Chunk, embed (passage prompt) and store documents in a new index folder, a shard at a time."""
@@ -811,20 +815,20 @@ def _open_index(folder: Path, model, device, threads, backend, trust=False):
     from m3e.search.index import Index
 
     return Index.load(folder, model=model, device=device, threads=threads, trust_remote_code=trust,
-                      backend=backend, log=_err)
+                      backend=str(backend), log=_err)
 
 
 def _update_index(folder: Path, model, device, threads, backend):
     from m3e.search.index import Index
 
-    return Index.open_for_update(folder, model=model, device=device, threads=threads, backend=backend, log=_err)
+    return Index.open_for_update(folder, model=model, device=device, threads=threads, backend=str(backend), log=_err)
 
 
 @index_app.command("add")
 def index_add(
     folder: Annotated[Path, typer.Argument(help="Index folder.")], input: InputsOpt,
     text_field: TextFieldOpt = "text", id_field: IdFieldOpt = "id",
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
 ) -> None:
     """Add files to an index; a file already in it is replaced by its current content."""
     with _update_index(folder, model, device, threads, backend) as index:
@@ -839,7 +843,7 @@ def index_remove(
     source: Annotated[list[Path] | None, typer.Option("--source", "-s", help="File or folder whose chunks to "
                                                       "remove; repeatable.")] = None,
     doc_id: Annotated[list[str] | None, typer.Option("--id", help="Document id to remove; repeatable.")] = None,
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
 ) -> None:
     """Remove documents from an index by source file/folder or document id."""
     if not source and not doc_id:
@@ -879,9 +883,9 @@ def search(
                                                 "m3e-static-zh index) embeds them on the fly.")] = None,
     candidates: Annotated[int, typer.Option(min=1, help="First-stage candidates for --rescore/--rerank and "
                                             "--hybrid.")] = 100,
-    rescore_backend: Annotated[str, typer.Option(help="Backend of the --rescore/--rerank model: torch, onnx or "
-                                                 "onnx-int8.")] = "torch",
-    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = "torch",
+    rescore_backend: Annotated[Backend, typer.Option(help="Backend of the --rescore/--rerank model."
+                                                     )] = Backend.torch,
+    model: ModelOpt = None, device: DeviceOpt = None, threads: ThreadsOpt = None, backend: BackendOpt = Backend.torch,
 ) -> None:
     """Search an index: the query prompt, top-k chunks with score, source and offsets."""
     index = _open_index(folder, model, device, threads, backend)
@@ -889,7 +893,7 @@ def search(
     if rescore:
         from m3e.models.resolver import load_any
 
-        rescorer = load_any(rescore, device=device, threads=threads, backend=rescore_backend, log=_err)
+        rescorer = load_any(rescore, device=device, threads=threads, backend=str(rescore_backend), log=_err)
     hits = index.search(query, k=k, hybrid=hybrid, exact=exact, candidates=candidates, rescore=rescorer)
     if as_json:
         for h in hits:
