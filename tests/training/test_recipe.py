@@ -192,3 +192,16 @@ def test_finetune_sources_file_takes_a_recipes_source_keys(tmp_path):
     spec.write_text("{not: [valid", encoding="utf-8")
     with pytest.raises(InputError, match="sources.yaml: invalid JSON/YAML"):
         sources_file(spec)
+
+
+def test_every_shipped_recipe_loads_and_names_known_tasks():
+    from m3e.distill.pipeline import load_distill_recipe
+    from m3e.evaluation.builtin import select_tasks
+
+    found = sorted(RECIPES.glob("*.yaml"))
+    assert len(found) >= 5
+    for path in found:
+        recipe = (load_distill_recipe if "sources_from" in path.read_text(encoding="utf-8") else load_recipe)(path)
+        assert recipe["sources"], path
+        if recipe.get("eval_tasks"):  # checkpoints are chosen on validation tasks only
+            assert all(t.split == "validation" for t in select_tasks(recipe["eval_tasks"])), path
