@@ -52,3 +52,16 @@ def test_changes_an_adapter_cannot_carry_are_refused(tiny_st_dir, tmp_path):
         adapter_from_difference(tiny_st_dir, tmp_path / "tuned", tmp_path / "adapter", rank=1)
     with pytest.raises(SourceMismatchError, match="nothing to pack"):
         adapter_from_difference(tiny_st_dir, tiny_st_dir, tmp_path / "adapter2", rank=1)
+
+
+def test_packed_files_honour_the_umask(tiny_st_dir, tmp_path):
+    import os
+
+    _tuned(tiny_st_dir, tmp_path / "tuned", rank=1)
+    old = os.umask(0o022)
+    try:
+        adapter_from_difference(tiny_st_dir, tmp_path / "tuned", tmp_path / "adapter", rank=1)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "adapter").stat().st_mode & 0o777 == 0o755

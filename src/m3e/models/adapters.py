@@ -77,11 +77,13 @@ def adapter_from_difference(base_dir: Path, tuned_dir: Path, target: Path, rank:
         targets.add(module)
     if not tensors:
         raise SourceMismatchError(f"{tuned_dir} has the same weights as {base_dir}: nothing to pack")
-    target.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(target / "adapter_model.safetensors"))
     config = {"peft_type": "LORA", "task_type": None, "r": rank, "lora_alpha": rank, "lora_dropout": 0.0,
               "bias": "none", "fan_in_fan_out": False, "inference_mode": True, "init_lora_weights": True,
               "target_modules": sorted(targets), "base_model_name_or_path": base_dir.name, "use_rslora": False,
               "use_dora": False, "modules_to_save": None}
-    (target / "adapter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    from m3e.utils.atomic import atomic_dir
+
+    with atomic_dir(target, replace=True) as tmp:  # files get the umask's permissions, as a plain open() gives
+        save_file(tensors, str(tmp / "adapter_model.safetensors"))
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return errors
