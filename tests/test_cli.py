@@ -45,7 +45,7 @@ def test_encode_reports_truncation(tiny_st_dir):
     (["encode"], "give texts as arguments or --input"),
     (["encode", "x", "--model", "no-such-model"], "Unknown model 'no-such-model'"),
     (["encode", "x", "-o", "out.txt"], "for a few texts use -o FILE.npy, -o FILE.jsonl or stdout"),
-    (["encode", "--input", "/no/such/file.txt"], "/no/such/file.txt: file not found"),
+    (["encode", "--input", "/no/such/file.txt"], "/no/such/file.txt: no such file or folder"),
     (["encode", "x", "", "--model", "TINY"], "item 1 is an empty string"),
     (["encode", "x", "--truncate", "bad", "--model", "TINY"], "'bad' is not one of"),
     (["similarity", "one", "--model", "TINY"], "at least two texts"),
@@ -135,7 +135,7 @@ def test_inputs_and_outputs_are_checked_before_the_model_loads(tmp_path):
         (["encode", "-i", str(src), "-o", str(tmp_path / "dir.npy")], "is a folder; give a file name"),
         (["index", "build", "-i", str(src), "-o", str(tmp_path / "a_file")], "exists and is a file, not a folder"),
         (["index", "build", "-i", str(src), "-o", str(tmp_path / "ro")], "already exists; update it with"),
-        (["encode", "-i", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "v.npy")], "nope.txt: file not found"),
+        (["encode", "-i", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "v.npy")], "nope.txt: no such file or folder"),
         (["encode", "-i", str(table), "-o", str(tmp_path / "shards")], "no column 'text' in the header"),
         (["encode", "-i", str(rows), "-o", str(tmp_path / "v.npy")], "rows.jsonl:1: no field 'text' (fields: body)"),
     ]

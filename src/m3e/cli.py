@@ -122,14 +122,15 @@ def encode(
     if sharded and not input:
         raise InputError(f"--output {output} would be a folder of parquet shards, which is for --input files; "
                          "for a few texts use -o FILE.npy, -o FILE.jsonl or stdout")
-    from m3e.data.streams import Reader, expand_inputs, ignored_line
+    from m3e.data.rows import ignored_line, walk_inputs
+    from m3e.data.streams import SUFFIXES, Reader
     from m3e.utils.paths import check_output
 
     if input:  # inputs and output checked before the model loads: files, the first row's column, the output
         ignored: list[Path] = []
-        files = expand_inputs(input, ignored)
+        files = walk_inputs(input, SUFFIXES, ignored)
         if ignored:
-            _err(ignored_line(ignored))
+            _err(ignored_line(ignored, SUFFIXES))
         peek = Reader(column, id_column, skip_bad=skip_bad, skip_empty=skip_blank).file_records(files[0])
         next(peek, None)
         peek.close()
@@ -566,13 +567,18 @@ def finetune(
     """Fine-tune the M3E way: in-batch negatives, one source per batch, no duplicate texts in a batch
     (--cross-encoder: a reranker, on the same sources)."""
     from m3e.data.prepared import prepare_sources
+    from m3e.data.records import FILE_TYPES
+    from m3e.data.rows import ignored_line
     from m3e.training import FineTuner, TrainConfig
     from m3e.training.recipe import sources_file as read_sources_file
 
     dims = _dims(matryoshka) if matryoshka else None
     sources = []
     for path in data or []:
-        sources.extend(prepare_sources(path, cache_dir))
+        ignored: list[Path] = []
+        sources.extend(prepare_sources(path, cache_dir, ignored=ignored))
+        if ignored:
+            _err(ignored_line(ignored, FILE_TYPES))
     if sources_file is not None:
         sources.extend(read_sources_file(sources_file, cache_dir))
     if not sources:
@@ -739,18 +745,22 @@ def data_prepare(
 ) -> None:
     """Convert training sources once; print per-source counts and skipped rows (first line of each reason)."""
     from m3e.data.prepared import prepare_source, write_prepared
-    from m3e.data.records import data_files
+    from m3e.data.records import FILE_TYPES
+    from m3e.data.rows import ignored_line, walk_inputs
 
     options = {"columns": columns.split(",") if columns else None, "format": format, "encoding": encoding,
                "max_negatives": max_negatives}
     prepared = []
     t0 = time.perf_counter()
     for path in sources:
-        for f in data_files(path):
+        ignored: list[Path] = []
+        for f in walk_inputs([path], FILE_TYPES, ignored):
             start = time.perf_counter()
             source = prepare_source(f, output, **options)
             prepared.append(source)
             typer.echo(f"{source.report()} [{time.perf_counter() - start:.1f}s]")
+        if ignored:
+            _err(ignored_line(ignored, FILE_TYPES))
     from m3e.data.records import unique_names
 
     for line in unique_names(prepared):

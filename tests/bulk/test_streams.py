@@ -6,20 +6,8 @@ import json
 
 import pytest
 
-from m3e.data.streams import Reader, expand_inputs
+from m3e.data.streams import Reader
 from m3e.errors import InputError
-
-
-def test_expand_inputs(tmp_path):
-    (tmp_path / "d" / "sub").mkdir(parents=True)
-    for name in ("d/b.txt", "d/a.jsonl", "d/sub/c.csv", "d/.hidden.txt", "d/skip.bin", "e.txt"):
-        (tmp_path / name).write_text("x\n", encoding="utf-8")
-    got = expand_inputs([tmp_path / "d", str(tmp_path / "*.txt"), tmp_path / "d" / "b.txt"])
-    assert [p.relative_to(tmp_path).as_posix() for p in got] == ["d/a.jsonl", "d/b.txt", "d/sub/c.csv", "e.txt"]
-    with pytest.raises(InputError, match="the pattern matches no file"):
-        expand_inputs([str(tmp_path / "*.nope")])
-    with pytest.raises(InputError, match="file not found"):
-        expand_inputs([tmp_path / "missing.txt"])
 
 
 def test_csv_records_keep_their_first_line_and_ids(tmp_path):

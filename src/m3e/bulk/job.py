@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from m3e.bulk.shards import Manifest, shard_name, write_shard
-from m3e.data.streams import Reader, SkipReport, expand_inputs
+from m3e.data.rows import walk_inputs
+from m3e.data.streams import SUFFIXES, Reader, SkipReport
 from m3e.utils.memory import HeapTrimmer
 
 
@@ -72,7 +73,7 @@ def encode_corpus(embedder, inputs: list, output: str | Path, options: EncodeOpt
     """Embed every text of ``inputs`` (files, folders, globs) into parquet shards in the folder ``output``."""
     options = options or EncodeOptions()
     output = Path(output)
-    files = expand_inputs(inputs)
+    files = walk_inputs(inputs, SUFFIXES)
     manifest = Manifest.open(output, job_description(embedder, files, options), resume)
     summary = EncodeSummary(output, resumed=manifest.rows_done, shards=len(manifest.shards))
     if manifest.complete:

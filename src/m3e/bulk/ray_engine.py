@@ -20,7 +20,8 @@ import numpy as np
 
 from m3e.bulk.job import EncodeOptions, EncodeSummary
 from m3e.bulk.shards import MANIFEST, embedding_array
-from m3e.data.streams import Reader, SkipReport, expand_inputs
+from m3e.data.rows import walk_inputs
+from m3e.data.streams import SUFFIXES, Reader, SkipReport
 from m3e.errors import InputError
 from m3e.utils.atomic import write_text
 from m3e.utils.memory import HeapTrimmer
@@ -143,7 +144,7 @@ def encode_with_ray(inputs: list, output: str | Path, options: EncodeOptions, ra
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise InputError(f"{output} is not empty; the Ray engine writes into a new folder")
-    files = expand_inputs(inputs)
+    files = walk_inputs(inputs, SUFFIXES)
     if ray_options.address:
         check_address(ray_options.address)
     start = time.perf_counter()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from m3e.data.streams import Reader, expand_inputs
+from m3e.data.rows import walk_inputs
+from m3e.data.streams import SUFFIXES, Reader
 from m3e.errors import InputError
 from m3e.utils.atomic import atomic_path
 
@@ -22,7 +23,7 @@ def encode_small(embedder, texts, inputs, output: Path | None, options, skip_bla
     lines: list[int] | None = None
     if inputs:
         reader = Reader(options.column, options.id_column, skip_bad=options.skip_bad, skip_empty=skip_blank)
-        records = list(reader.records(expand_inputs(inputs)))
+        records = list(reader.records(walk_inputs(inputs, SUFFIXES)))
         if options.max_texts:
             records = records[:options.max_texts]
         for line in reader.report.lines():

@@ -27,14 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from m3e.data.records import (
+    FILE_TYPES,
     MALFORMED,
     Record,
     RowParser,
     Source,
     SourceInfo,
-    data_files,
     file_rows,
 )
+from m3e.data.rows import walk_inputs
 from m3e.data.texthash import hash_texts
 from m3e.errors import InputError
 from m3e.utils.atomic import atomic_dir
@@ -312,13 +313,14 @@ def prepare_source(path: str | Path, cache_dir: str | Path | None = None, name: 
                        doc_instruction=doc_instruction, keep_base=keep_base, license=license)
 
 
-def prepare_sources(path: str | Path, cache_dir: str | Path | None = None, **options) -> list[ArrowSource]:
-    """A file is one source; a folder gives one per data file; a folder written by ``m3e data prepare`` gives the
-    sources it lists."""
+def prepare_sources(path: str | Path, cache_dir: str | Path | None = None, ignored: list[Path] | None = None,
+                    **options) -> list[ArrowSource]:
+    """A file is one source; a folder gives one per data file below it (other files go to ``ignored``, for the
+    caller to report); a folder written by ``m3e data prepare`` gives the sources it lists."""
     path = Path(path)
     if path.is_dir() and (path / PREPARED).is_file():
         return open_prepared(path)
-    return [prepare_source(f, cache_dir, **options) for f in data_files(path)]
+    return [prepare_source(f, cache_dir, **options) for f in walk_inputs([path], FILE_TYPES, ignored)]
 
 
 def open_prepared(folder: Path) -> list[ArrowSource]:

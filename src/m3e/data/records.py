@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m3e.data.rows import SNIFF_BYTES, sniff_encoding, starts_json_array
+from m3e.data.rows import SNIFF_BYTES, sniff_encoding, starts_json_array, walk_inputs
 from m3e.data.texthash import hash_texts
 from m3e.errors import InputError
 
@@ -461,19 +461,10 @@ so, the rule of every reader); ``replace`` rewrites substrings
     return source
 
 
-def data_files(path: Path) -> list[Path]:
-    """A file, or the data files of a folder (sorted, not recursive)."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FILE_TYPES)
-        if not files:
-            raise InputError(f"{path}: no data files ({', '.join(FILE_TYPES)}) in this folder")
-        return files
-    return [path]
-
-
-def read_sources(path: str | Path, **options) -> list[Source]:
-    """A file is one source; a folder gives one source per data file in it (sorted, not recursive)."""
-    return [read_source(f, **options) for f in data_files(Path(path))]
+def read_sources(path: str | Path, ignored: list[Path] | None = None, **options) -> list[Source]:
+    """A file is one source; a folder gives one source per data file below it (the walk of
+    :func:`m3e.data.rows.walk_inputs`; other files go to ``ignored``)."""
+    return [read_source(f, **options) for f in walk_inputs([path], FILE_TYPES, ignored)]
 
 
 def source_from_dataset(dataset, name: str = "dataset", **options) -> Source:

@@ -10,9 +10,7 @@ with ``file:line: what is wrong``, or, with ``skip_bad``, is skipped and counted
 from __future__ import annotations
 
 import csv
-import glob
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,52 +51,6 @@ class SkipReport:
     def lines(self) -> list[str]:
         return [f"skipped {n} rows: {reason} (e.g. {', '.join(self.examples[reason])})"
                 for reason, n in sorted(self.counts.items())]
-
-
-def expand_inputs(inputs: list[str | os.PathLike[str]], ignored: list[Path] | None = None) -> list[Path]:
-    """Files, folders (every supported file below, sorted) and glob patterns -> an ordered list of files; the
-    files of other types found in folders are appended to ``ignored`` (to be reported, never silently dropped)."""
-    files: list[Path] = []
-    for item in inputs:
-        text = str(item)
-        if any(c in text for c in "*?[") and not Path(text).exists():
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                raise InputError(f"{text}: the pattern matches no file")
-            files += [Path(m) for m in matches if Path(m).is_file()]
-            continue
-        path = Path(text)
-        if path.is_dir():
-            every = [p for p in path.rglob("*")
-                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)]
-            found = sorted(p for p in every if p.suffix.lower() in SUFFIXES)
-            if ignored is not None:
-                ignored += sorted(p for p in every if p.suffix.lower() not in SUFFIXES)
-            if not found:
-                raise InputError(f"{path}: no {', '.join(sorted(set(SUFFIXES)))} files in this folder")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise InputError(f"{path}: file not found")
-    seen: set[Path] = set()
-    unique = []
-    for f in files:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
-
-
-def ignored_line(ignored: list[Path]) -> str:
-    """One line for the files a folder walk left out, by type."""
-    from collections import Counter
-
-    kinds = Counter(p.suffix.lower() or "(no suffix)" for p in ignored)
-    listed = ", ".join(f"{k}: {n}" for k, n in kinds.most_common())
-    return (f"ignored {len(ignored)} file(s) of types that are not {', '.join(sorted(SUFFIXES))} ({listed}); "
-            f"first: {ignored[0]}")
 
 
 def file_format(path: Path, fmt: str | None = None) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from m3e.data.rows import SNIFF_BYTES, csv_dicts, jsonl_objects, sniff_encoding
+from m3e.data.rows import SNIFF_BYTES, csv_dicts, jsonl_objects, sniff_encoding, walk_inputs
 from m3e.errors import InputError
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".rst"}
@@ -47,22 +47,15 @@ class ReadReport:
         return out
 
 
-def _files(paths: list[Path], report: ReadReport) -> list[Path]:
-    found: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
-                    if f.suffix.lower() in SUFFIXES:
-                        found.append(f)
-                    else:
-                        report.skipped_files.append((str(f), f"unsupported type '{f.suffix or 'no suffix'}'"))
-        elif p.is_file():
-            if p.suffix.lower() not in SUFFIXES:
-                raise InputError(f"{p}: unsupported file type '{p.suffix}'; use {', '.join(sorted(SUFFIXES))}")
-            found.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
+def _files(paths: list, report: ReadReport) -> list[Path]:
+    """The shared folder walk; other files found in folders are listed as skipped, an explicit file of another
+    type is refused."""
+    ignored: list[Path] = []
+    found = walk_inputs(paths, SUFFIXES, ignored)
+    report.skipped_files += [(str(f), f"unsupported type '{f.suffix or 'no suffix'}'") for f in ignored]
+    for p in found:
+        if p.suffix.lower() not in SUFFIXES:
+            raise InputError(f"{p}: unsupported file type '{p.suffix}'; use {', '.join(sorted(SUFFIXES))}")
     return found
 
 
@@ -87,7 +80,7 @@ def iter_documents(paths: list[str | Path], report: ReadReport, text_field: str 
                    id_field: str = "id") -> Iterator[Document]:
     """Every document under ``paths``, one file in memory at a time; plain text files are one document each, row
     files one per row. ``report`` counts files, documents and what was skipped as the documents stream by."""
-    for path in _files([Path(p).expanduser() for p in paths], report):
+    for path in _files(paths, report):
         text = _decode(path, report)
         if text is None:
             continue

@@ -617,7 +617,7 @@ def _fingerprint_inputs(inputs) -> str:
     from m3e.search.documents import ReadReport as _Report
     from m3e.search.documents import _files
 
-    files = _files([Path(p).expanduser() for p in inputs], _Report())
+    files = _files(inputs, _Report())
     from m3e.utils.paths import file_digest
 
     h = hashlib.sha256()

@@ -98,6 +98,8 @@ def default_lr(hidden_size: int) -> float:
 
 def _as_sources(data) -> list:
     from m3e.data.prepared import ArrowSource, prepare_sources
+    from m3e.data.records import FILE_TYPES
+    from m3e.data.rows import ignored_line
 
     items = data if isinstance(data, (list, tuple)) else [data]
     sources: list = []
@@ -105,7 +107,10 @@ def _as_sources(data) -> list:
         if isinstance(item, (Source, ArrowSource)):
             sources.append(item)
         elif isinstance(item, (str, Path)):
-            sources.extend(prepare_sources(item))
+            ignored: list[Path] = []
+            sources.extend(prepare_sources(item, ignored=ignored))
+            if ignored:
+                print(ignored_line(ignored, FILE_TYPES))
         elif hasattr(item, "column_names"):
             sources.append(source_from_dataset(item, name=getattr(getattr(item, "info", None), "dataset_name", None)
                                                or f"dataset{len(sources)}"))
