@@ -135,7 +135,7 @@ def test_inputs_and_outputs_are_checked_before_the_model_loads(tmp_path):
         (["encode", "-i", str(src), "-o", str(tmp_path / "dir.npy")], "is a folder; give a file name"),
         (["index", "build", "-i", str(src), "-o", str(tmp_path / "a_file")], "exists and is a file, not a folder"),
         (["index", "build", "-i", str(src), "-o", str(tmp_path / "ro")], "already exists; update it with"),
-        (["encode", "-i", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "v.npy")], "nope.txt: no such file or folder"),
+        (["encode", "-i", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "v.npy")], "nope.txt: no such file"),
         (["encode", "-i", str(table), "-o", str(tmp_path / "shards")], "no column 'text' in the header"),
         (["encode", "-i", str(rows), "-o", str(tmp_path / "v.npy")], "rows.jsonl:1: no field 'text' (fields: body)"),
     ]

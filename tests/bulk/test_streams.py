@@ -24,7 +24,7 @@ def test_jsonl_ids_and_skips(tmp_path):
         {"text": "甲", "doc": "a"}, {"text": "乙"}, {"text": "丙", "doc": 7}]) + "\n", encoding="utf-8")
     reader = Reader(id_column="doc", skip_bad=True)
     assert [(r.id, r.text) for r in reader.records([f])] == [("a", "甲"), ("7", "丙")]
-    assert reader.report.counts == {"no id in field 'doc'": 1} and reader.report.examples["no id in field 'doc'"] == [
+    assert reader.report == {"no id in field 'doc'": 1} and reader.report.examples["no id in field 'doc'"] == [
         f"{f}:2"]
     with pytest.raises(InputError, match=r"t.jsonl:2: no id in field 'doc'.*--skip-bad"):
         list(Reader(id_column="doc").records([f]))
@@ -35,4 +35,4 @@ def test_a_line_that_is_not_utf8_is_reported_once(tmp_path):
     f.write_bytes(b"text\n\xff\xfe\nok\n")
     reader = Reader(skip_bad=True)
     assert [r.text for r in reader.file_records(f)] == ["ok"]
-    assert reader.report.counts == {"not valid UTF-8": 1}
+    assert reader.report == {"not valid UTF-8": 1}

@@ -47,10 +47,12 @@ def test_build_reports_every_skip_and_keeps_offsets_and_metadata(corpus, tmp_pat
     index, change = build(corpus, tmp_path, tiny_model)
     report = change.report
     assert report.files == 4  # 2 text files, jsonl, csv
-    skipped = {p.split("/")[-1]: why for p, why in report.skipped_files}
+    shown = report.skipped_files.examples
+    skipped = {w.split(" (byte")[0].split("/")[-1]: why for why, ws in shown.items() for w in ws}
     assert "binary" in skipped["blob.txt"] and "unsupported type '.png'" in skipped["image.png"]
     assert "not UTF-8 or GB18030 text" in skipped["latin1.txt"] and len(skipped) == 3
-    assert report.empty_rows == [f"{corpus / 'sub' / 'table.csv'}:3"]
+    assert report.skipped_rows == {"no text": 1}
+    assert report.skipped_rows.examples == {"no text": [f"{corpus / 'sub' / 'table.csv'}:3"]}
     rows = index._db.execute("SELECT source, line, doc_id, start, end, text, metadata FROM chunks").fetchall()
     for source, line, _doc_id, start, end, text, _meta in rows:
         if line is None:  # whole files: offsets index into the file's text

@@ -31,7 +31,7 @@ def test_arrow_source_equals_the_in_memory_source(tmp_path):
     mem, arrow = read_source(f, max_negatives=1), prepare_source(f, tmp_path / "cache", max_negatives=1)
     assert arrow.kind == mem.kind == "triplet" and len(arrow) == len(mem) == 3
     assert arrow.batch(range(3)) == mem.records
-    assert arrow.skipped == mem.skipped and arrow.first_skip == mem.first_skip
+    assert arrow.skipped == mem.skipped and arrow.skipped.examples == mem.skipped.examples
     np.testing.assert_array_equal(np.asarray(arrow.hashes())[:, :3], mem.hashes()[:, :3])
     scored = tmp_path / "s.tsv"
     scored.write_text("甲\t乙\t1\n丙\t丁\t0\n戊\t己\t0.5\n", encoding="utf-8")

@@ -15,7 +15,8 @@ import numpy as np
 
 from m3e.bulk.shards import Manifest, shard_name, write_shard
 from m3e.data.rows import walk_inputs
-from m3e.data.streams import SUFFIXES, Reader, SkipReport
+from m3e.data.skips import SkipReport
+from m3e.data.streams import SUFFIXES, Reader
 from m3e.utils.memory import HeapTrimmer
 
 
@@ -126,7 +127,7 @@ def encode_corpus(embedder, inputs: list, output: str | Path, options: EncodeOpt
         index = len(manifest.shards)
         write_shard(output, index, shard_ids, shard_texts if options.with_text else None,
                     np.concatenate(shard_vecs), options.dtype)
-        manifest.skipped = dict(report.counts)
+        manifest.skipped = dict(report)
         manifest.add_shard(shard_name(index), len(shard_ids), shard_tokens, shard_truncated)
         shard_ids.clear()
         shard_texts.clear()
@@ -151,13 +152,13 @@ def encode_corpus(embedder, inputs: list, output: str | Path, options: EncodeOpt
     finally:
         if progress is not None:
             progress.close()
-    manifest.skipped = dict(report.counts)
+    manifest.skipped = dict(report)
     manifest.seconds += time.perf_counter() - start
     manifest.complete = True
     manifest.save()
     summary.seconds = time.perf_counter() - start
     summary.shards = len(manifest.shards)
-    summary.skipped = dict(report.counts)
+    summary.skipped = dict(report)
     summary.skip_report = report
     return summary
 

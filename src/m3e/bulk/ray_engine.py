@@ -21,7 +21,8 @@ import numpy as np
 from m3e.bulk.job import EncodeOptions, EncodeSummary
 from m3e.bulk.shards import MANIFEST, embedding_array
 from m3e.data.rows import walk_inputs
-from m3e.data.streams import SUFFIXES, Reader, SkipReport
+from m3e.data.skips import SkipReport
+from m3e.data.streams import SUFFIXES, Reader
 from m3e.errors import InputError
 from m3e.utils.atomic import write_text
 from m3e.utils.memory import HeapTrimmer
@@ -102,9 +103,9 @@ def _datasource(files: list[Path], options: EncodeOptions, output: Path):
                 ids, texts = [], []
         if ids:
             yield pa.table({"id": ids, "text": texts})
-        if report.counts:
+        if report:
             write_text(output / "_skipped" / f"{index:05d}.json", json.dumps(
-                {"counts": report.counts, "examples": report.examples}, ensure_ascii=False))
+                {"counts": dict(report), "examples": report.examples}, ensure_ascii=False))
 
     class Files(Datasource):
         def estimate_inmemory_data_size(self):
@@ -196,16 +197,14 @@ def _finish(output: Path, options: EncodeOptions, seconds: float) -> EncodeSumma
     report = SkipReport()
     for side in sorted((output / "_skipped").glob("*.json")):
         got = json.loads(side.read_text(encoding="utf-8"))
-        for reason, n in got["counts"].items():
-            report.counts[reason] = report.counts.get(reason, 0) + n
-            report.examples.setdefault(reason, []).extend(got["examples"].get(reason, [])[:5])
+        report.merge(SkipReport(got["counts"], got["examples"]))
     shards = sorted(output.glob("part-*.parquet"))
     rows = [pq.ParquetFile(f).metadata.num_rows for f in shards]
     summary = EncodeSummary(output, texts=sum(rows), tokens=None, truncated=None, seconds=seconds, shards=len(shards),
-                            skipped=dict(report.counts), skip_report=report)
+                            skipped=dict(report), skip_report=report)
     body = {"format": 1, "engine": "ray", "job": {"column": options.column, "id_column": options.id_column,
                                                   "dtype": options.dtype, "with_text": options.with_text},
             "shards": [{"file": f.name, "rows": n} for f, n in zip(shards, rows, strict=True)],
-            "skipped": report.counts, "complete": True, "rows": sum(rows), "seconds": round(seconds, 3)}
+            "skipped": dict(report), "complete": True, "rows": sum(rows), "seconds": round(seconds, 3)}
     write_text(output / MANIFEST, json.dumps(body, indent=2, ensure_ascii=False))
     return summary

@@ -65,7 +65,7 @@ def to_passages(source: Source, *, size: int = 10, records: int | None = None, m
     out = Source(source.name, "pair", [], weight=source.weight, instruction=source.instruction,
                  doc_instruction=source.doc_instruction or "passage", columns=source.columns,
                  keep_base=source.keep_base)
-    out.skipped.update(source.skipped)
+    out.skipped.merge(source.skipped)
     for i, r in enumerate(chosen):
         fill = fillers[i * (size - 1):(i + 1) * (size - 1)]
         if len(fill) < size - 1:

@@ -36,6 +36,7 @@ from m3e.data.records import (
     file_rows,
 )
 from m3e.data.rows import walk_inputs
+from m3e.data.skips import SkipReport
 from m3e.data.texthash import hash_texts
 from m3e.errors import InputError
 from m3e.utils.atomic import atomic_dir
@@ -151,7 +152,7 @@ def build_cache(path: Path, folder: Path, name: str, options: dict, progress=Non
         del hashes
         meta = {"cache_format": CACHE_FORMAT, "source": str(path), "name": name, "kind": info.kind,
                 "columns": list(info.columns), "records": n, "hash_width": width or 2,
-                "skipped": dict(info.skipped), "first_skip": info.first_skip, "options": options,
+                "skipped": dict(info.skipped), "skip_examples": info.skipped.examples, "options": options,
                 "seconds": round(time.perf_counter() - started, 2)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
     return meta
@@ -214,8 +215,8 @@ class ArrowSource(SourceInfo):
             if v is not None:
                 setattr(self, k, v)
         self.folder, self.meta, self.key = folder, meta, folder.name
-        self.skipped.update(meta["skipped"])
-        self.first_skip.update({k: int(v) for k, v in meta["first_skip"].items()})
+        examples = meta.get("skip_examples") or {k: [f"row {v}"] for k, v in meta.get("first_skip", {}).items()}
+        self.skipped = SkipReport(meta["skipped"], examples)  # first_skip: caches written before SkipReport
         reader = pa.ipc.open_file(pa.memory_map(str(folder / "records.arrow")))
         self._chunks = [reader.get_batch(i) for i in range(reader.num_record_batches)]  # zero-copy views
         self._starts = np.cumsum([0] + [len(c) for c in self._chunks])
@@ -282,7 +283,7 @@ class ArrowSource(SourceInfo):
 
     def to_memory(self) -> Source:
         info = {k: getattr(self, k) for k in ("weight", "instruction", "doc_instruction", "keep_base", "license",
-                                              "skipped", "first_skip", "columns")}
+                                              "skipped", "columns")}
         return Source(self.name, self.kind, self.records, **info)
 
     def scores(self) -> np.ndarray:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from m3e.data.rows import SNIFF_BYTES, sniff_encoding, starts_json_array, walk_inputs
+from m3e.data.skips import SkipReport
 from m3e.data.texthash import hash_texts
 from m3e.errors import InputError
 
@@ -62,15 +62,12 @@ class SourceInfo:
     doc_instruction: str | None = None  # prefix for positives and negatives
     keep_base: float | None = None  # this source's weight of the drift term (None: the run's TrainConfig.keep_base)
     license: str | None = None  # as its recipe states it (model card, recipe report)
-    skipped: Counter = field(default_factory=Counter)
-    first_skip: dict[str, int] = field(default_factory=dict)  # reason -> first line (row) it happened on
+    skipped: SkipReport = field(default_factory=SkipReport)  # reason -> count, with the first rows
     columns: tuple[str, ...] = ()
 
     def report(self) -> str:
-        skipped = ", ".join(f"{n} {why}" + (f" (first at row {self.first_skip[why]})" if why in self.first_skip
-                                             else "") for why, n in self.skipped.most_common()) or "none"
         return (f"{self.name}: {self.kind} records from columns {', '.join(self.columns)}; {len(self)} used, "
-                f"skipped: {skipped}")
+                f"skipped: {self.skipped.summary()}")
 
 
 @dataclass
@@ -191,8 +188,7 @@ class RowParser:
         info.columns = tuple(c for c in (self.a_col, self.p_col, self.x_col) if c)
 
     def skip(self, reason: str, no: int) -> None:
-        self.info.skipped[reason] += 1
-        self.info.first_skip.setdefault(reason, no)
+        self.info.skipped.add(reason, f"row {no}")
 
     def parse(self, no: int, row: dict | None) -> list[tuple[str, str, list[str], float | None]]:
         """(anchor, positive, negatives, score) records of one row (a BGE group gives one per positive)."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from m3e.data.rows import SNIFF_BYTES, sniff_encoding, starts_json_array
+from m3e.data.skips import SkipReport
 from m3e.errors import InputError
 
 SUFFIXES = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
@@ -29,28 +30,6 @@ class TextRecord:
     where: str  # file:line (or file:row), for messages
     line: int  # line (parquet: row) number in its file, 1-based
     nbytes: int  # input bytes this record stands for (progress)
-
-
-@dataclass
-class SkipReport:
-    """Rows left out, per reason, with the first few places (file:line) of each."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def add(self, reason: str, where: str) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        shown = self.examples.setdefault(reason, [])
-        if len(shown) < 5:
-            shown.append(where)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def lines(self) -> list[str]:
-        return [f"skipped {n} rows: {reason} (e.g. {', '.join(self.examples[reason])})"
-                for reason, n in sorted(self.counts.items())]
 
 
 def file_format(path: Path, fmt: str | None = None) -> str:

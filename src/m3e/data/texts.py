@@ -26,5 +26,5 @@ def read_texts(path: str | Path, column: str = "text", fmt: str | None = None,
     for record in reader.file_records(Path(path)):
         out.texts.append(record.text)
         out.lines.append(record.line)
-    out.skipped_blank = reader.report.total
+    out.skipped_blank = reader.report.total()
     return out

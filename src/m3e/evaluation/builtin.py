@@ -9,12 +9,12 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from m3e.data.skips import SkipReport
 from m3e.errors import InputError
 from m3e.evaluation.data import csv_rows, field_text, jsonl_rows, lines, need, read_json
 from m3e.evaluation.tasks import CATEGORIES, LANGUAGES, SPLITS, Task
 from m3e.evaluation.types import MAIN_SCORES
 from m3e.evaluation.types import task_type as task_type_named
-from m3e.evaluation.types.base import count
 from m3e.evaluation.types.bitext import BitextData
 from m3e.evaluation.types.classification import LabelledData, clean_labelled, split_train_test
 from m3e.evaluation.types.reranking import RerankingData
@@ -44,11 +44,10 @@ def load_tnews(root: Path) -> LabelledData:
     pool = _jsonl_labelled(root / "FewCLUE_tnews" / "test_public.json", "sentence", "label_desc")
     seen = set(test.texts)
     keep = [i for i, t in enumerate(pool.texts) if t not in seen]
-    count(test.dropped, "train-pool title also in test", len(pool.texts) - len(keep))
+    test.dropped.add("train-pool title also in test", n=len(pool.texts) - len(keep))
     test.train_texts = [pool.texts[i] for i in keep]
     test.train_labels = [pool.labels[i] for i in keep]
-    for reason, n in pool.dropped.items():
-        count(test.dropped, f"train pool: {reason}", n)
+    test.dropped.merge(pool.dropped, prefix="train pool: ")
     return test
 
 
@@ -128,7 +127,7 @@ def load_csl_retrieval(root: Path) -> RetrievalData:
             data.corpus.append(abstract)
             data.doc_ids.append(ids[abstract])
         else:
-            count(data.dropped, "duplicate abstract merged")
+            data.dropped.add("duplicate abstract merged")
         data.queries.append(title)
         data.qrels.append({ids[abstract]: 1})
     return data
@@ -146,7 +145,7 @@ def _cmrc_paragraphs(path: Path, data: RetrievalData, with_questions: bool) -> N
         data.doc_ids.append(pid)
         for question in questions if with_questions else []:
             if not (question or "").strip():
-                count(data.dropped, "empty question")
+                data.dropped.add("empty question")
                 continue
             data.queries.append(question)
             data.qrels.append({pid: 1})
@@ -172,7 +171,7 @@ def load_cmrc_retrieval_hard(root: Path) -> RetrievalData:
     return data
 
 
-def _kuake_qtr_rows(root: Path, dropped: dict[str, int]):
+def _kuake_qtr_rows(root: Path, dropped: SkipReport):
     """(query, title, grade 0-3) of KUAKE-QTR train + dev; empty queries or titles are counted in ``dropped``."""
     for name in ("KUAKE-QTR_train.json", "KUAKE-QTR_dev.json"):
         path = root / "KUAKE-QTR" / name
@@ -184,7 +183,7 @@ def _kuake_qtr_rows(root: Path, dropped: dict[str, int]):
             if not isinstance(query, str) or not isinstance(title, str) or label not in ("0", "1", "2", "3"):
                 raise InputError(f"{path} row {i + 1}: expected query, title and a label 0-3")
             if not query.strip() or not title.strip():
-                count(dropped, "empty query or title")
+                dropped.add("empty query or title")
                 continue
             yield query, title, int(label)
 
@@ -205,12 +204,12 @@ def load_kuake_qtr(root: Path) -> RetrievalData:
         rel = grades.setdefault(query, {})
         doc = title_id[title]
         if doc in rel:
-            count(data.dropped, "(query, title) pair listed twice")
+            data.dropped.add("(query, title) pair listed twice")
         rel[doc] = max(rel.get(doc, 0), label)
     for query, rel in grades.items():
         positive = {d: g for d, g in rel.items() if g > 0}
         if not positive:
-            count(data.dropped, "query with no title graded above 0")
+            data.dropped.add("query with no title graded above 0")
             continue
         data.queries.append(query)
         data.qrels.append(positive)
@@ -226,12 +225,12 @@ def load_kuake_qtr_reranking(root: Path) -> RerankingData:
     for query, title, label in _kuake_qtr_rows(root, data.dropped):
         titles = grouped.setdefault(query, {})
         if title in titles:
-            count(data.dropped, "(query, title) pair listed twice")
+            data.dropped.add("(query, title) pair listed twice")
         titles[title] = max(titles.get(title, 0), label)
     for query, titles in grouped.items():
         relevant = [1 if g >= 2 else 0 for g in titles.values()]
         if all(relevant) or not any(relevant):
-            count(data.dropped, "query whose titles are all relevant or all not")
+            data.dropped.add("query whose titles are all relevant or all not")
             continue
         data.queries.append(query)
         data.candidates.append(list(titles))
@@ -257,7 +256,7 @@ def load_lcsts_retrieval(root: Path) -> RetrievalData:
                 data.doc_ids.append(text_id[text])
             rel = by_title.setdefault(title, {})
             if text_id[text] in rel:
-                count(data.dropped, "repeated row merged")
+                data.dropped.add("repeated row merged")
             rel[text_id[text]] = 1
     data.queries, data.qrels = list(by_title), list(by_title.values())
     return data
@@ -285,7 +284,7 @@ def load_lcsts_reranking(root: Path) -> RerankingData:
         cands = [corpus[int(i[1:])] for i in found]
         missing = [g for g in gold if g not in cands]
         if missing:
-            count(data.dropped, "gold text outside the BM25 list (added)", len(missing))
+            data.dropped.add("gold text outside the BM25 list (added)", n=len(missing))
             cands = cands[:LCSTS_CANDIDATES - len(missing)] + missing
         data.queries.append(title)
         data.candidates.append(cands)
@@ -304,7 +303,7 @@ def load_leetcode(root: Path) -> RetrievalData:
         if not query.strip() or not code.strip():
             raise InputError(f"{path}:{no}: empty query or code")
         if code in code_id:
-            count(data.dropped, "same code as another problem (merged)")
+            data.dropped.add("same code as another problem (merged)")
         else:
             code_id[code] = field_text(path, no, row, "id")
             data.corpus.append(code)
@@ -339,7 +338,7 @@ def load_wmt(year: int):
         for no, row in csv_rows(path):
             zh, en = field_text(path, no, row, "0"), field_text(path, no, row, "1")
             if not zh.strip() or not en.strip():
-                count(data.dropped, "empty side")
+                data.dropped.add("empty side")
                 continue
             data.sentences1.append(zh)
             data.sentences2.append(en)
@@ -383,7 +382,7 @@ def load_stsb_multi(split: str, first: str, second: str):
                 raise InputError(f"{path1}:{no}: score {score} but {score2} on the same row of {path2}; the "
                                  "language files are not aligned")
             if not a.strip() or not b.strip():
-                count(data.dropped, "empty sentence")
+                data.dropped.add("empty sentence")
                 continue
             data.sentences1.append(a)
             data.sentences2.append(b)

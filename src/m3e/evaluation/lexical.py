@@ -41,5 +41,5 @@ def run_bm25(task, data_dir) -> dict:
     return {"task": task.name, "type": task.type, "model": LABEL, "backend": "bm25", "category": task.category,
             "language": task.language, "split": task.split,
             "main_score_name": task.main_score, "main_score": scores[task.main_score], "scores": scores,
-            "n_samples": len(data), "dropped": data.dropped, "description": task.description,
+            "n_samples": len(data), "dropped": dict(data.dropped), "description": task.description,
             "seconds": round(time.perf_counter() - start, 3)}

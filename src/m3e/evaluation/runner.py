@@ -141,7 +141,7 @@ def run_task(task: Task, memo: EmbeddingMemo, data_dir: Path, rescore: Rescore |
         "main_score": scores[task.main_score],
         "scores": scores,
         "n_samples": n,
-        "dropped": data.dropped,
+        "dropped": dict(data.dropped),
         "description": task.description,
         "seconds": round(time.perf_counter() - start, 3),
     }

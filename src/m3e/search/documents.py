@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from m3e.data.rows import SNIFF_BYTES, csv_dicts, jsonl_objects, sniff_encoding, walk_inputs
+from m3e.data.skips import SkipReport
 from m3e.errors import InputError
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".rst"}
@@ -31,20 +32,11 @@ class Document:
 class ReadReport:
     files: int = 0
     documents: int = 0
-    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
-    empty_rows: list[str] = field(default_factory=list)  # "path:line"
+    skipped_files: SkipReport = field(default_factory=SkipReport)  # reason -> files, with their paths
+    skipped_rows: SkipReport = field(default_factory=SkipReport)  # reason -> rows, with path:line
 
     def lines(self) -> list[str]:
-        out = []
-        if self.skipped_files:
-            out.append(f"skipped {len(self.skipped_files)} file(s):")
-            out += [f"  {p}: {why}" for p, why in self.skipped_files[:20]]
-            if len(self.skipped_files) > 20:
-                out.append(f"  ... and {len(self.skipped_files) - 20} more")
-        if self.empty_rows:
-            shown = ", ".join(self.empty_rows[:5]) + (" ..." if len(self.empty_rows) > 5 else "")
-            out.append(f"skipped {len(self.empty_rows)} row(s) with no text ({shown})")
-        return out
+        return self.skipped_files.lines("file(s)") + self.skipped_rows.lines("row(s)")
 
 
 def _files(paths: list, report: ReadReport) -> list[Path]:
@@ -52,7 +44,8 @@ def _files(paths: list, report: ReadReport) -> list[Path]:
     type is refused."""
     ignored: list[Path] = []
     found = walk_inputs(paths, SUFFIXES, ignored)
-    report.skipped_files += [(str(f), f"unsupported type '{f.suffix or 'no suffix'}'") for f in ignored]
+    for f in ignored:
+        report.skipped_files.add(f"unsupported type '{f.suffix or 'no suffix'}'", f)
     for p in found:
         if p.suffix.lower() not in SUFFIXES:
             raise InputError(f"{p}: unsupported file type '{p.suffix}'; use {', '.join(sorted(SUFFIXES))}")
@@ -63,16 +56,16 @@ def _decode(path: Path, report: ReadReport) -> str | None:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        report.skipped_files.append((str(path), f"unreadable ({exc.strerror or exc})"))
+        report.skipped_files.add(f"unreadable ({exc.strerror or exc})", path)
         return None
     if b"\x00" in raw[:8192]:
-        report.skipped_files.append((str(path), "binary file (NUL bytes)"))
+        report.skipped_files.add("binary file (NUL bytes)", path)
         return None
     encoding = sniff_encoding(raw[:SNIFF_BYTES])
     try:
         return raw.decode("utf-8-sig" if encoding == "utf-8" else encoding)
     except UnicodeDecodeError as exc:
-        report.skipped_files.append((str(path), f"not UTF-8 or GB18030 text (byte {exc.start})"))
+        report.skipped_files.add("not UTF-8 or GB18030 text", f"{path} (byte {exc.start})")
         return None
 
 
@@ -91,7 +84,7 @@ def iter_documents(paths: list[str | Path], report: ReadReport, text_field: str 
                 report.documents += 1
                 yield Document(str(path.resolve()), text, str(path), {})
             else:
-                report.empty_rows.append(f"{path}:1")
+                report.skipped_rows.add("no text", f"{path}:1")
             continue
         rows = (jsonl_objects(path, text) if suffix == ".jsonl"
                 else csv_dicts(path, text, delimiter="\t" if suffix == ".tsv" else ","))
@@ -103,7 +96,7 @@ def iter_documents(paths: list[str | Path], report: ReadReport, text_field: str 
             if not isinstance(value, str):
                 raise InputError(f"{path}:{no}: field '{text_field}' is {type(value).__name__}, expected text")
             if not value.strip():
-                report.empty_rows.append(f"{path}:{no}")
+                report.skipped_rows.add("no text", f"{path}:{no}")
                 continue
             meta = {k: v for k, v in row.items() if k not in (text_field,)}
             doc_id = str(row.get(id_field) if row.get(id_field) not in (None, "") else f"{path}:{no}")

@@ -445,7 +445,7 @@ def _tensorboard(out: Path):
 def model_card(base: str, sources: list, config: TrainConfig, state: dict, lr: float, chosen: str,
                lora_targets: list[str] | None = None) -> str:
     rows = "\n".join(f"| {s.name} | {s.kind} | {len(s):,} | {s.weight:g} | "
-                     f"{sum(s.skipped.values()):,} ({', '.join(f'{n} {w}' for w, n in s.skipped.items()) or '-'}) | "
+                     f"{s.skipped.total():,} ({', '.join(f'{n} {w}' for w, n in s.skipped.items()) or '-'}) | "
                      f"{s.license or 'not given'} |" for s in sources)
     method = "LoRA (merged)" if config.lora else "BitFit" if config.bitfit else "full fine-tuning"
     if config.lora:

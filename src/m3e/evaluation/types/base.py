@@ -43,11 +43,6 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def count(dropped: dict[str, int], reason: str, n: int = 1) -> None:
-    if n:
-        dropped[reason] = dropped.get(reason, 0) + n
-
-
 def text_field(path: Path, no: int, row: dict, key: str) -> str:
     """A required non-empty string field of a task-file row."""
     value = row.get(key)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from m3e.data.skips import SkipReport
 from m3e.evaluation.types.base import Encode, TaskType, text_field, unit
 
 
@@ -16,7 +17,7 @@ class BitextData:
 
     sentences1: list[str]
     sentences2: list[str]
-    dropped: dict[str, int] = field(default_factory=dict)
+    dropped: SkipReport = field(default_factory=SkipReport)
 
     def __len__(self) -> int:
         return len(self.sentences1)

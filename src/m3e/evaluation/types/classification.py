@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from m3e.data.skips import SkipReport
 from m3e.errors import InputError
-from m3e.evaluation.types.base import Encode, TaskRefused, TaskType, count, text_field
+from m3e.evaluation.types.base import Encode, TaskRefused, TaskType, text_field
 
 
 @dataclass
@@ -25,7 +26,7 @@ class LabelledData:
     labels: list[str]
     train_texts: list[str] = field(default_factory=list)
     train_labels: list[str] = field(default_factory=list)
-    dropped: dict[str, int] = field(default_factory=dict)
+    dropped: SkipReport = field(default_factory=SkipReport)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -37,10 +38,10 @@ def clean_labelled(path: Path, rows: Iterable[tuple[int, str, str]], min_per_lab
     seen: set[str] = set()
     for _no, text, label in rows:
         if not text.strip():
-            count(data.dropped, "empty text")
+            data.dropped.add("empty text")
             continue
         if text in seen:
-            count(data.dropped, "duplicate text")
+            data.dropped.add("duplicate text")
             continue
         seen.add(text)
         data.texts.append(text)
@@ -50,7 +51,7 @@ def clean_labelled(path: Path, rows: Iterable[tuple[int, str, str]], min_per_lab
         for lab in data.labels:
             sizes[lab] = sizes.get(lab, 0) + 1
         keep = [i for i, lab in enumerate(data.labels) if sizes[lab] >= min_per_label]
-        count(data.dropped, f"label with fewer than {min_per_label} rows", len(data.labels) - len(keep))
+        data.dropped.add(f"label with fewer than {min_per_label} rows", n=len(data.labels) - len(keep))
         data.texts = [data.texts[i] for i in keep]
         data.labels = [data.labels[i] for i in keep]
     if not data.texts:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from m3e.evaluation.types.base import Encode, TaskType, count, text_field, unit
+from m3e.data.skips import SkipReport
+from m3e.evaluation.types.base import Encode, TaskType, text_field, unit
 from m3e.evaluation.types.retrieval import K_VALUES, _desc_rank, rank_order, ranking_scores, text_list
 
 
@@ -18,7 +19,7 @@ class RerankingData:
     queries: list[str]
     candidates: list[list[str]]
     relevance: list[list[int]]
-    dropped: dict[str, int] = field(default_factory=dict)
+    dropped: SkipReport = field(default_factory=SkipReport)
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -71,7 +72,7 @@ def from_records(path: Path, records) -> RerankingData:
     data = RerankingData([], [], [])
     for query, (pos, neg) in groups.items():
         cands = list(dict.fromkeys(pos + neg))
-        count(data.dropped, "duplicate candidate", len(pos) + len(neg) - len(cands))
+        data.dropped.add("duplicate candidate", n=len(pos) + len(neg) - len(cands))
         positives = set(pos)
         data.queries.append(query)
         data.candidates.append(cands)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from m3e.data.skips import SkipReport
 from m3e.errors import InputError
-from m3e.evaluation.types.base import Encode, TaskRefused, TaskType, count, text_field, unit
+from m3e.evaluation.types.base import Encode, TaskRefused, TaskType, text_field, unit
 
 K_VALUES = (1, 3, 5, 10, 20, 100, 1000)
 Q_BLOCK, D_BLOCK = 512, 16_384  # peak of one block product: 512 x 16,384 float32 scores = 32 MB
@@ -28,7 +29,7 @@ class RetrievalData:
     corpus: list[str]
     doc_ids: list[str]
     qrels: list[dict[str, int]]
-    dropped: dict[str, int] = field(default_factory=dict)
+    dropped: SkipReport = field(default_factory=SkipReport)
     distractors: dict[str, int] = field(default_factory=dict)  # source -> passages it added
 
     def __len__(self) -> int:
@@ -42,10 +43,10 @@ class RetrievalData:
         for text in texts:
             key = text.strip()
             if not key:
-                count(self.dropped, "empty distractor")
+                self.dropped.add("empty distractor")
                 continue
             if key in known:
-                count(self.dropped, "distractor already in the corpus")
+                self.dropped.add("distractor already in the corpus")
                 continue
             known.add(key)
             self.corpus.append(text)

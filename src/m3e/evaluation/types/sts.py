@@ -13,9 +13,10 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 
+from m3e.data.skips import SkipReport
 from m3e.errors import InputError
 from m3e.evaluation.data import jsonl_rows, lines
-from m3e.evaluation.types.base import Encode, TaskType, count, number_field, text_field
+from m3e.evaluation.types.base import Encode, TaskType, number_field, text_field
 
 
 @dataclass
@@ -25,7 +26,7 @@ class PairData:
     sentences1: list[str]
     sentences2: list[str]
     labels: list[float]
-    dropped: dict[str, int] = field(default_factory=dict)
+    dropped: SkipReport = field(default_factory=SkipReport)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -70,7 +71,7 @@ def collect_pairs(path: Path, rows: Iterable, label_map: dict[str, float] | None
     for no, a, b, raw in rows:
         if label_map is not None:
             if raw not in label_map:
-                count(data.dropped, f"label {raw}")
+                data.dropped.add(f"label {raw}")
                 continue
             value = label_map[raw]
         else:
