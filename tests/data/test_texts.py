@@ -71,9 +71,10 @@ def test_gbk_reads_and_undecodable_and_missing_are_named(tmp_path):
 @pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv", ".json", "array.json"])
 def test_every_reader_reads_a_file_the_same(tmp_path, encoding, suffix):
     """One encoding rule and one meaning of .json (an array, or JSON lines): bulk encode's reader, the text
-    reader, training's row reader and the index build's document reader agree."""
+    reader, training's row reader, task files and the index build's document reader agree."""
     from m3e.data.records import file_rows
     from m3e.data.streams import Reader
+    from m3e.evaluation.task_files import read_records
     from m3e.search.documents import SUFFIXES, ReadReport, iter_documents
 
     texts = ["第一行：深度学习", "second line, English", "混合 mixed 文本 😀"]
@@ -92,8 +93,9 @@ def test_every_reader_reads_a_file_the_same(tmp_path, encoding, suffix):
     f.write_bytes(body.encode(encoding))
     assert [r.text for r in Reader().file_records(f)] == texts
     assert read_texts(f).texts == texts
-    if suffix != ".txt":  # training reads row files only
+    if suffix != ".txt":  # training and task files read row files only
         assert [row["text"] for _, row in file_rows(f)] == texts
+        assert [row["text"] for _, row in read_records(f)] == texts
     if f.suffix in SUFFIXES:
         docs = [d.text for d in iter_documents([f], ReadReport())]
         assert docs == (["\n".join(texts) + "\n"] if suffix == ".txt" else texts)

@@ -19,7 +19,6 @@ were skipped and why (empty text, missing field, malformed row); nothing is drop
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m3e.data.rows import SNIFF_BYTES, sniff_encoding, starts_json_array, walk_inputs
+from m3e.data.rows import file_encoding, iter_rows, json_document, walk_inputs
 from m3e.data.skips import SkipReport
 from m3e.data.texthash import hash_texts
 from m3e.errors import InputError
@@ -263,50 +262,10 @@ def finish_kind(info: SourceInfo, records, where: str) -> None:
 
 # --- files -> rows (streamed) ---------------------------------------------------------------------------------
 
-def _json_lines(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
-    import orjson
-
-    with open(path, "rb") as fh:
-        for no, raw in enumerate(fh, 1):
-            if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                continue
-            try:
-                row = orjson.loads(raw if encoding in ("utf-8", "utf-8-sig") else raw.decode(encoding))
-            except orjson.JSONDecodeError as exc:
-                raise InputError(f"{path}:{no}: invalid JSON ({exc})") from None
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{path}:{no}: not {encoding} text ({exc.reason})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{no}: expected a JSON object, found {type(row).__name__}")
-            yield no, row
-
-
-def _json_document(path: Path, encoding: str):
-    try:
-        return json.loads(path.read_text(encoding=encoding))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-
-
-def _json_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
-    """A .json file is a JSON array of objects (read whole: use .jsonl for big data) or JSON lines."""
-    with open(path, "rb") as fh:
-        head = fh.read(64)
-    if not starts_json_array(head):
-        yield from _json_lines(path, encoding)
-        return
-    for i, row in enumerate(_json_document(path, encoding), 1):
-        if not isinstance(row, dict):
-            raise InputError(f"{path}: item {i} is not an object")
-        yield i, row
-
-
 def squad_paragraphs(path: Path, encoding: str | None = None) -> Iterator[tuple[str | None, str, list]]:
     """(paragraph id, context, questions) of a SQuAD-format file (CMRC 2018): the one SQuAD reader, for training
     rows and the retrieval tasks alike. A question is kept as written (None or empty too), for callers to count."""
-    doc = _json_document(path, file_encoding(path, encoding))
+    doc = json_document(path, encoding)
     for article in doc.get("data", []) if isinstance(doc, dict) else []:
         for para in article.get("paragraphs", []):
             pid = para.get("id")
@@ -345,45 +304,6 @@ def _kbqa_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
         yield start, row
 
 
-def _csv_rows(path: Path, encoding: str, delimiter: str,
-              columns: list[str] | None) -> Iterator[tuple[int, dict | None]]:
-    """Rows as dicts (header line, or ``columns``); a row with more fields than columns comes as None."""
-    with open(path, encoding=encoding, newline="") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter, fieldnames=columns,
-                                quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-        if not reader.fieldnames:
-            raise InputError(f"{path}: empty file, expected a header line")
-        try:
-            for row in reader:
-                yield reader.line_num, (None if None in row else row)
-        except csv.Error as exc:
-            raise InputError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    import pyarrow.parquet as pq
-
-    no = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
-        for row in batch.to_pylist():
-            no += 1
-            yield no, row
-
-
-def file_encoding(path: Path, encoding: str | None) -> str:
-    """The declared encoding, or the one rule every reader uses for files without one (UTF-8 with or without a
-    BOM, else GB18030 when the file's start is GB18030: :func:`m3e.data.rows.sniff_encoding`)."""
-    if encoding:
-        try:
-            "".encode(encoding)
-        except LookupError:
-            raise InputError(f"{path}: unknown encoding '{encoding}'") from None
-        return encoding
-    with open(path, "rb") as fh:
-        found = sniff_encoding(fh.read(SNIFF_BYTES))
-    return "utf-8-sig" if found == "utf-8" else found
-
-
 def file_rows(path: Path, format: str | None = None, encoding: str | None = None,  # noqa: A002
               columns: list[str] | None = None, rename: dict[str, str] | None = None,
               replace: dict[str, str] | None = None) -> Iterator[tuple[int, dict | None]]:
@@ -395,18 +315,12 @@ def file_rows(path: Path, format: str | None = None, encoding: str | None = None
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     encoding = file_encoding(path, encoding)
-    if suffix == ".parquet":
-        rows = _parquet_rows(path)
-    elif suffix == ".jsonl":
-        rows = _json_lines(path, encoding)
-    elif suffix == ".json":
-        rows = _json_rows(path, encoding)
-    elif suffix == ".squad":
+    if suffix == ".squad":
         rows = _squad_rows(path, encoding)
     elif suffix == ".kbqa":
         rows = _kbqa_rows(path, encoding)
     else:
-        rows = _csv_rows(path, encoding, "\t" if suffix == ".tsv" else ",", columns)
+        rows = iter_rows(path, suffix, encoding, columns, extra_fields="none")  # malformed rows are counted
     try:
         yield from _clean(rows, rename, replace)
     except UnicodeDecodeError as exc:

@@ -5,11 +5,12 @@ What each task type evaluates on (its data class) lives with the type in :mod:`m
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from m3e.data.rows import csv_dicts, jsonl_objects, numbered_lines
+from m3e.data.rows import csv_rows as rows_csv
+from m3e.data.rows import file_encoding, iter_rows, json_document, numbered_lines
 from m3e.errors import InputError
 
 
@@ -23,18 +24,17 @@ def need(path: Path) -> Path:
 
 
 def read_text(path: Path) -> str:
+    """A whole text file, UTF-8 or GB18030 by the rule every reader uses."""
+    encoding = file_encoding(need(path))
     try:
-        return need(path).read_text(encoding="utf-8-sig")
+        return path.read_text(encoding=encoding)
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise InputError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start})") from None
 
 
 def read_json(path: Path):
     """One JSON document (a SQuAD file, a JSON array of rows)."""
-    try:
-        return json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    return json_document(need(path))
 
 
 def lines(path: Path) -> list[tuple[int, str]]:
@@ -42,14 +42,17 @@ def lines(path: Path) -> list[tuple[int, str]]:
 
 
 def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    return jsonl_objects(path, read_text(path))
+    """JSON lines, or one JSON array of objects (the one meaning of .json)."""
+    return iter_rows(need(path), ".json")
 
 
 def csv_rows(path: Path, text: str | None = None, delimiter: str = ",",
              columns: list[str] | None = None) -> Iterator[tuple[int, dict]]:
-    """Rows of a CSV/TSV as dicts, keyed by its header line or by ``columns`` for a header-less file; the number
-    is the file line the row ends on."""
-    return csv_dicts(path, read_text(path) if text is None else text, delimiter, columns)
+    """Rows of a CSV/TSV (or of ``text`` read from it, e.g. inside a zip) as dicts, keyed by its header line or by
+    ``columns`` for a header-less file; the number is the file line the row ends on."""
+    if text is not None:
+        return rows_csv(path, io.StringIO(text), delimiter, columns)
+    return iter_rows(need(path), ".tsv" if delimiter == "\t" else ".csv", columns=columns)
 
 
 def field_text(path: Path, no: int, row: dict, key: str) -> str:

@@ -1,4 +1,5 @@
-"""Tasks from a user's own file (``m3e eval --task-file``): jsonl, csv or tsv, the type read from the fields.
+"""Tasks from a user's own file (``m3e eval --task-file``): jsonl, json, csv, tsv or parquet, the type read from
+the fields.
 
 Each type's fields and reader live with the type (:mod:`m3e.evaluation.types`); see docs/evaluation.md.
 """
@@ -7,21 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from m3e.data.rows import ROW_TYPES, iter_rows
 from m3e.errors import InputError
-from m3e.evaluation.data import csv_rows, jsonl_rows
 from m3e.evaluation.tasks import Task
 from m3e.evaluation.types import DETECT_ORDER, TYPES, task_type
 
 
 def read_records(path: Path) -> list[tuple[int, dict]]:
-    suffix = path.suffix.lower()
+    """The task file's rows, read by the reader training and index builds use (same formats, same encodings)."""
     if not path.is_file():
         raise InputError(f"task file {path} does not exist")
-    if suffix in (".jsonl", ".json"):
-        return list(jsonl_rows(path))
-    if suffix in (".csv", ".tsv"):
-        return list(csv_rows(path, delimiter="\t" if suffix == ".tsv" else ","))
-    raise InputError(f"{path}: unsupported task file type '{suffix}'; use .jsonl, .csv or .tsv")
+    if path.suffix.lower() not in ROW_TYPES:
+        raise InputError(f"{path}: unsupported task file type '{path.suffix}'; use {', '.join(ROW_TYPES)}")
+    return list(iter_rows(path))
 
 
 def detect_type(path: Path, records: list[tuple[int, dict]]) -> str:

@@ -6,11 +6,12 @@ Nothing is dropped silently: unreadable, binary and undecodable files are skippe
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from m3e.data.rows import SNIFF_BYTES, csv_dicts, jsonl_objects, sniff_encoding, walk_inputs
+from m3e.data.rows import SNIFF_BYTES, csv_rows, json_lines, sniff_encoding, walk_inputs
 from m3e.data.skips import SkipReport
 from m3e.errors import InputError
 
@@ -86,8 +87,8 @@ def iter_documents(paths: list[str | Path], report: ReadReport, text_field: str 
             else:
                 report.skipped_rows.add("no text", f"{path}:1")
             continue
-        rows = (jsonl_objects(path, text) if suffix == ".jsonl"
-                else csv_dicts(path, text, delimiter="\t" if suffix == ".tsv" else ","))
+        rows = (json_lines(path, io.StringIO(text)) if suffix == ".jsonl"
+                else csv_rows(path, io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ","))
         for no, row in rows:
             if text_field not in row:
                 raise InputError(f"{path}:{no}: no '{text_field}' field (fields: {', '.join(map(str, row))}); "
