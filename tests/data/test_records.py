@@ -85,7 +85,7 @@ def test_bad_files(tmp_path):
     bad.write_text('{"text": "a", "text_pos": "b"}\n{oops\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"bad.jsonl:2: invalid JSON"):
         read_source(bad)
-    with pytest.raises(InputError, match="file not found"):
+    with pytest.raises(InputError, match="no such file"):
         read_source(tmp_path / "missing.jsonl")
     with pytest.raises(InputError, match="need at least two distinct scores"):
         read_source(jsonl(tmp_path / "s.jsonl", [{"sentence1": "a", "sentence2": "b", "label": 1}]))

@@ -63,7 +63,7 @@ def test_gbk_reads_and_undecodable_and_missing_are_named(tmp_path):
     f.write_bytes("第一行\n".encode() + "第二行".encode("gbk") + b"\n")
     with pytest.raises(InputError, match=r"gbk.txt:2: not valid UTF-8"):
         read_texts(f)
-    with pytest.raises(InputError, match="file not found"):
+    with pytest.raises(InputError, match="no such file"):
         read_texts(tmp_path / "nope.txt")
 
 

@@ -300,7 +300,7 @@ def prepare_source(path: str | Path, cache_dir: str | Path | None = None, name: 
     """The cached source of a training file (built on first use); ``options`` as :func:`read_source`'s."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: file not found")
+        raise InputError(f"{path}: no such file")
     unknown = set(options) - set(CONTENT_OPTIONS)
     if unknown:
         raise InputError(f"unknown source options {sorted(unknown)}")

@@ -39,7 +39,7 @@ PAIR_COLUMNS = [("text", "text_pos"), ("query", "positive"), ("anchor", "positiv
                 ("instruction", "output"), ("sentence1", "sentence2"), ("text1", "text2")]
 NEG_COLUMNS = ("text_neg", "negative", "neg", "negatives", "hard_negative")
 SCORE_COLUMNS = ("label", "score")
-MALFORMED = "malformed row (more fields than columns)"
+MALFORMED = "malformed row (not as many fields as the header)"
 
 
 @dataclass
@@ -313,7 +313,7 @@ def file_rows(path: Path, format: str | None = None, encoding: str | None = None
         raise InputError(f"{path}: unsupported file type '{suffix}'; use one of "
                          f"{', '.join((*FILE_TYPES, *TEXT_FORMATS))}")
     if not path.is_file():
-        raise InputError(f"{path}: file not found")
+        raise InputError(f"{path}: no such file")
     encoding = file_encoding(path, encoding)
     if suffix == ".squad":
         rows = _squad_rows(path, encoding)

@@ -1,6 +1,7 @@
-"""Files and rows: the one folder walk and the one row reader (JSON lines, JSON arrays, CSV/TSV, parquet, numbered
-by file line) that training, task files and index builds share; bulk encode streams texts through the same
-encoding and .json rules (:mod:`m3e.data.streams`).
+"""Files and rows: the one folder walk (:func:`walk_inputs`) and the one row reader (:func:`scan_rows`: text lines,
+JSON lines, JSON arrays, CSV/TSV, parquet, numbered by file line, with one encoding rule) under bulk encode,
+training sources, task files, built-in task data and index builds. Each caller only chooses what a bad row does:
+stop the read (:func:`iter_rows`) or be skipped and counted.
 
 Lines are split on newlines only (``str.splitlines`` would also split inside texts holding U+2028 or U+0085,
 which real Chinese corpora contain, and misnumber every later line).
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import os
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from m3e.errors import InputError
 
@@ -98,6 +101,30 @@ def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
 
 
 ROW_TYPES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+TEXT_TYPE = ".txt"  # one text per line, read as {"text": line}
+
+# Problems a row can have; the caller decides whether one stops the read or is skipped and counted.
+EMPTY_LINE = "empty line"
+INVALID_JSON = "invalid JSON"
+NOT_OBJECT = "not a JSON object"
+MALFORMED_CSV = "malformed CSV"
+MORE_FIELDS = "more fields than the header has"
+FEWER_FIELDS = "fewer fields than the header has"
+
+
+class Row(NamedTuple):
+    """One row as read. ``value`` is None when ``problem`` (a reason to count by) says why it could not be read;
+    ``detail`` says exactly what, for the message."""
+
+    no: int  # file line (a CSV row: its first line), JSON array item or parquet row, 1-based
+    value: dict | None
+    nbytes: int  # input bytes the row stands for (progress)
+    problem: str = ""
+    detail: str = ""
+    item: bool = False  # numbered by JSON array item, not by file line
+
+    def where(self, path) -> str:
+        return f"{path}: item {self.no}" if self.item else f"{path}:{self.no}"
 
 
 def file_encoding(path: Path, encoding: str | None = None) -> str:
@@ -109,99 +136,237 @@ def file_encoding(path: Path, encoding: str | None = None) -> str:
         except LookupError:
             raise InputError(f"{path}: unknown encoding '{encoding}'") from None
         return encoding
-    with open(path, "rb") as fh:
+    with _open(path) as fh:
         found = sniff_encoding(fh.read(SNIFF_BYTES))
     return "utf-8-sig" if found == "utf-8" else found
 
 
-def json_lines(path: Path, lines: Iterable[str | bytes], encoding: str = "utf-8") -> Iterator[tuple[int, dict]]:
-    """(line number, object) of JSON lines; ``lines`` are str, or bytes in ``encoding`` (orjson parses UTF-8 bytes
-    as they are: the fast path for big training files). Blank lines are skipped, numbers still count them."""
+def _open(path: Path, data: bytes | None = None):
+    if data is not None:
+        return io.BytesIO(data)
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, expected a file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def scan_rows(path: Path, suffix: str | None = None, encoding: str | None = None, columns: list[str] | None = None,
+              fields: Collection[str] = (), hint: str = "", data: bytes | None = None) -> Iterator[Row]:
+    """Every row of a file, streamed, with its problem instead of an exception: the one reader of txt, jsonl, json
+    (JSON lines or one array), csv, tsv and parquet, under every capability. ``suffix`` overrides the file's;
+    ``columns`` names a header-less CSV's columns; ``fields`` must exist in a CSV header or parquet schema (the
+    error adds ``hint``; parquet reads only those); ``data`` is the file's bytes when they come from elsewhere
+    (a zip member). A file that cannot be read at all raises :class:`InputError` naming it."""
+    suffix = (suffix or path.suffix).lower()
+    if suffix not in (*ROW_TYPES, TEXT_TYPE):
+        raise InputError(f"{path}: unsupported row file type '{suffix}'; use one of {', '.join(ROW_TYPES)}")
+    if suffix == ".parquet":
+        yield from _parquet_rows(path, fields, hint)
+        return
+    with _open(path, data) as handle:
+        head = handle.read(SNIFF_BYTES)
+        handle.seek(0)
+        encoding = encoding and file_encoding(path, encoding)
+        encoding = (encoding or sniff_encoding(head)).lower().replace("_", "-")
+        if encoding in ("utf-8-sig", "utf8"):
+            encoding = "utf-8"
+        if suffix == ".json" and starts_json_array(head[:64]):
+            yield from _json_array(path, handle, encoding)
+        elif suffix in (".jsonl", ".json"):
+            yield from _json_lines(handle, encoding)
+        elif suffix == TEXT_TYPE:
+            yield from _text_lines(handle, encoding)
+        else:
+            yield from _csv_rows(path, handle, encoding, "\t" if suffix == ".tsv" else ",", columns, fields, hint)
+
+
+def _decoded(raw: bytes, no: int, encoding: str) -> tuple[str | None, Row | None]:
+    """A line's text, or the row saying it is not in the file's encoding; the UTF-8 BOM of line 1 is dropped."""
+    size = len(raw)
+    if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode(encoding), None
+    except UnicodeDecodeError as exc:
+        name = {"utf-8": "UTF-8", "gb18030": "GB18030 (as the file's start is)"}.get(encoding, encoding)
+        return None, Row(no, None, size, f"not valid {name}", f" (byte {exc.start} of the line)")
+
+
+def _text_lines(handle, encoding: str) -> Iterator[Row]:
+    for no, raw in enumerate(handle, 1):
+        line, bad = _decoded(raw, no, encoding)
+        if bad:
+            yield bad
+        elif not line.strip():
+            yield Row(no, None, len(raw), EMPTY_LINE)
+        else:
+            yield Row(no, {"text": line.rstrip("\n").removesuffix("\r")}, len(raw))
+
+
+def _json_lines(handle, encoding: str) -> Iterator[Row]:
+    """orjson parses UTF-8 bytes as they are (the fast path for big files); other encodings are decoded first."""
     import orjson
 
-    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf-8-sig", "utf8")
-    for no, line in enumerate(lines, 1):
+    utf8 = encoding == "utf-8"
+    for no, raw in enumerate(handle, 1):
+        size = len(raw)
         if no == 1:
-            line = line.removeprefix(b"\xef\xbb\xbf") if isinstance(line, bytes) else line.removeprefix("\ufeff")
-        if not line.strip():
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        if not raw.strip():
+            yield Row(no, None, size, EMPTY_LINE)
             continue
+        if not utf8:
+            line, bad = _decoded(raw, no, encoding)
+            if bad:
+                yield bad
+                continue
         try:
-            row = orjson.loads(line if utf8 or isinstance(line, str) else line.decode(encoding))
+            value = orjson.loads(raw if utf8 else line)
         except orjson.JSONDecodeError as exc:
-            raise InputError(f"{path}:{no}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}:{no}: not {encoding} text ({exc.reason})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path}:{no}: expected a JSON object, found {type(row).__name__}")
-        yield no, row
+            if utf8:
+                _, bad = _decoded(raw, no, encoding)
+                if bad:
+                    yield bad
+                    continue
+            yield Row(no, None, size, INVALID_JSON, f" ({exc.msg} at column {exc.colno})")
+            continue
+        if isinstance(value, dict):
+            yield Row(no, value, size)
+        else:
+            yield Row(no, None, size, NOT_OBJECT, f" (found {type(value).__name__})")
+
+
+def _json_array(path: Path, handle, encoding: str) -> Iterator[Row]:
+    """A .json file holding one JSON array (read whole: JSON lines are for big data); items are numbered."""
+    raw = handle.read()
+    try:
+        items = json.loads(raw.decode(encoding).removeprefix("\ufeff"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid {encoding} (byte {exc.start}); declare the file's encoding") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(items, list):
+        raise InputError(f"{path}: expected a JSON array of objects or JSON lines, found {type(items).__name__}")
+    size = len(raw) // max(len(items), 1)
+    for no, value in enumerate(items, 1):
+        if isinstance(value, dict):
+            yield Row(no, value, size, item=True)
+        else:
+            yield Row(no, None, size, NOT_OBJECT, f" (found {type(value).__name__})", item=True)
+
+
+def _missing(path: Path, where: str, fields: Collection[str], names: list, hint: str) -> None:
+    for name in fields:
+        if name not in names:
+            listed = ", ".join(map(str, names)) or "none"
+            raise InputError(f"{path}{where}: no column '{name}' "
+                             + (f"in the header ({listed})" if where else f"(columns: {listed})") + hint)
+
+
+def _csv_rows(path: Path, handle, encoding: str, delimiter: str, columns: list[str] | None,
+              fields: Collection[str], hint: str) -> Iterator[Row]:
+    """Rows keyed by the header line or ``columns``, numbered by their first line; tab files keep quotes
+    literally. A line that is not in the file's encoding is reported and left out of the CSV parse."""
+    sizes: list[int] = []
+    numbers: list[int] = []
+    pending: list[Row] = []
+
+    def text_lines():
+        for no, raw in enumerate(handle, 1):
+            line, bad = _decoded(raw, no, encoding)
+            if bad:
+                pending.append(bad)
+                continue
+            sizes.append(len(raw))
+            numbers.append(no)
+            yield line
+
+    reader = csv.reader(text_lines(), delimiter=delimiter,
+                        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    header = columns
+    if header is None:
+        try:
+            header = next(reader)
+        except StopIteration:
+            yield from pending
+            return
+        except csv.Error as exc:
+            raise InputError(f"{path}:1: malformed header ({exc})") from None
+    _missing(path, ":1", fields, header, hint)
+    carry = sum(sizes)  # the header's bytes count with the first row
+    del sizes[:], numbers[:]
+    while True:
+        start = len(numbers)
+        try:
+            cells = next(reader)
+        except StopIteration:
+            yield from pending
+            return
+        except csv.Error as exc:
+            yield from pending
+            pending.clear()
+            yield Row(numbers[-1] if numbers else 1, None, sum(sizes[start:]), MALFORMED_CSV, f" ({exc})")
+            del sizes[:], numbers[:]
+            continue
+        yield from pending
+        pending.clear()
+        no = numbers[start] if start < len(numbers) else numbers[-1]
+        size, carry = sum(sizes[start:]) + carry, 0
+        del sizes[:], numbers[:]
+        if not cells:
+            yield Row(no, None, size, EMPTY_LINE)
+        elif len(cells) != len(header):
+            more = MORE_FIELDS if len(cells) > len(header) else FEWER_FIELDS
+            yield Row(no, None, size, more, f" ({len(cells)} vs {len(header)})")
+        else:
+            yield Row(no, dict(zip(header, cells, strict=True)), size)
+
+
+def _parquet_rows(path: Path, fields: Collection[str], hint: str) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
+        raise InputError(f"{path}: not a readable parquet file ({exc})") from None
+    _missing(path, "", fields, pf.schema_arrow.names, hint)
+    size = max(1, path.stat().st_size // max(1, pf.metadata.num_rows))
+    no = 0
+    for batch in pf.iter_batches(batch_size=8192, columns=list(dict.fromkeys(fields)) or None):
+        for value in batch.to_pylist():
+            no += 1
+            yield Row(no, value, size)
+
+
+def iter_rows(path: Path, suffix: str | None = None, encoding: str | None = None, columns: list[str] | None = None,
+              extra_fields: str = "error", data: bytes | None = None) -> Iterator[tuple[int, dict | None]]:
+    """(line or row number, row) of a row file, for readers where a bad row stops the read (training sources, task
+    files, built-in task data): blank lines are passed over; a row whose field count differs from the header is
+    an error naming its line, or (``extra_fields="none"``) comes as None for a caller that counts such rows."""
+    for row in scan_rows(path, suffix, encoding, columns, data=data):
+        if not row.problem:
+            yield row.no, row.value
+        elif row.problem == EMPTY_LINE:
+            continue
+        elif extra_fields == "none" and row.problem in (MORE_FIELDS, FEWER_FIELDS):
+            yield row.no, None
+        else:
+            hint = "; declare the file's encoding" if row.problem.startswith("not valid") else ""
+            raise InputError(f"{row.where(path)}: {row.problem}{row.detail}{hint}")
 
 
 def json_document(path: Path, encoding: str | None = None):
-    """One JSON document read whole (an array of rows, a SQuAD file)."""
+    """One JSON document read whole (a SQuAD file)."""
     try:
         return json.loads(path.read_text(encoding=file_encoding(path, encoding)))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-
-
-def csv_rows(path: Path, lines: Iterable[str], delimiter: str = ",", columns: list[str] | None = None,
-             extra_fields: str = "error") -> Iterator[tuple[int, dict | None]]:
-    """(line the row ends on, row) keyed by the header line or ``columns``; tab files keep quotes literally. A row
-    with more fields than columns is an error naming its line, or (``extra_fields="none"``) comes as None for a
-    caller that counts malformed rows."""
-    reader = csv.DictReader(lines, delimiter=delimiter, fieldnames=columns,
-                            quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-    if not reader.fieldnames:
-        raise InputError(f"{path}: empty file, expected a header line")
-    try:
-        for row in reader:
-            if None in row:
-                if extra_fields == "error":
-                    raise InputError(f"{path}:{reader.line_num}: more fields than the {len(reader.fieldnames)} "
-                                     "columns")
-                row = None
-            yield reader.line_num, row
-    except csv.Error as exc:
-        raise InputError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
-
-
-def parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    import pyarrow.parquet as pq
-
-    no = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
-        for row in batch.to_pylist():
-            no += 1
-            yield no, row
-
-
-def iter_rows(path: Path, suffix: str | None = None, encoding: str | None = None, columns: list[str] | None = None,
-              extra_fields: str = "error") -> Iterator[tuple[int, dict | None]]:
-    """(line or row number, row) of a row file, streamed: the one reader of jsonl, json (JSON lines or one array),
-    csv, tsv and parquet for training sources, task files and index builds. ``suffix`` overrides the file's."""
-    suffix = (suffix or path.suffix).lower()
-    if suffix not in ROW_TYPES:
-        raise InputError(f"{path}: unsupported row file type '{suffix}'; use one of {', '.join(ROW_TYPES)}")
-    if suffix == ".parquet":
-        yield from parquet_rows(path)
-        return
-    encoding = file_encoding(path, encoding)
-    if suffix == ".json":
-        with open(path, "rb") as fh:
-            array = starts_json_array(fh.read(64))
-        if array:
-            for i, row in enumerate(json_document(path, encoding), 1):
-                if not isinstance(row, dict):
-                    raise InputError(f"{path}: item {i} is not an object")
-                yield i, row
-            return
-    if suffix in (".jsonl", ".json"):
-        with open(path, "rb") as fh:
-            yield from json_lines(path, fh, encoding)
-        return
-    try:
-        with open(path, encoding=encoding, newline="") as fh:
-            yield from csv_rows(path, fh, "\t" if suffix == ".tsv" else ",", columns, extra_fields)
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); declare the file's "
-                         "encoding (e.g. gb18030)") from None
+        raise InputError(f"{path}: not valid {exc.encoding} (byte {exc.start}); declare the file's "
+                         "encoding") from None

@@ -137,7 +137,7 @@ def _cmrc_paragraphs(path: Path, data: RetrievalData, with_questions: bool) -> N
     from m3e.data.records import squad_paragraphs
 
     if not path.is_file():
-        raise InputError(f"{path}: file not found")
+        raise InputError(f"{path}: no such file")
     for pid, context, questions in squad_paragraphs(path):
         if pid is None:
             raise InputError(f"{path}: a paragraph has no id")

@@ -5,11 +5,9 @@ What each task type evaluates on (its data class) lives with the type in :mod:`m
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from m3e.data.rows import csv_rows as rows_csv
 from m3e.data.rows import file_encoding, iter_rows, json_document, numbered_lines
 from m3e.errors import InputError
 
@@ -49,10 +47,11 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
 def csv_rows(path: Path, text: str | None = None, delimiter: str = ",",
              columns: list[str] | None = None) -> Iterator[tuple[int, dict]]:
     """Rows of a CSV/TSV (or of ``text`` read from it, e.g. inside a zip) as dicts, keyed by its header line or by
-    ``columns`` for a header-less file; the number is the file line the row ends on."""
+    ``columns`` for a header-less file; the number is the file line the row starts on."""
+    suffix = ".tsv" if delimiter == "\t" else ".csv"
     if text is not None:
-        return rows_csv(path, io.StringIO(text), delimiter, columns)
-    return iter_rows(need(path), ".tsv" if delimiter == "\t" else ".csv", columns=columns)
+        return iter_rows(path, suffix, "utf-8", columns, data=text.encode("utf-8"))
+    return iter_rows(need(path), suffix, columns=columns)
 
 
 def field_text(path: Path, no: int, row: dict, key: str) -> str:

@@ -1,4 +1,5 @@
-"""Documents to index from files and folders: txt, md, jsonl, csv and tsv (a text column, the rest metadata).
+"""Documents to index from files and folders: txt and md (one document per file), and rows of jsonl, json, csv, tsv
+and parquet (a text column, the rest metadata).
 
 Nothing is dropped silently: unreadable, binary and undecodable files are skipped and listed in
 :class:`ReadReport` with their path and reason; rows without text are counted by file and line.
@@ -6,17 +7,16 @@ Nothing is dropped silently: unreadable, binary and undecodable files are skippe
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from m3e.data.rows import SNIFF_BYTES, csv_rows, json_lines, sniff_encoding, walk_inputs
+from m3e.data.rows import EMPTY_LINE, SNIFF_BYTES, scan_rows, sniff_encoding, walk_inputs
 from m3e.data.skips import SkipReport
 from m3e.errors import InputError
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".rst"}
-ROW_SUFFIXES = {".jsonl", ".csv", ".tsv"}
+ROW_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet"}
 SUFFIXES = TEXT_SUFFIXES | ROW_SUFFIXES
 
 
@@ -53,15 +53,22 @@ def _files(paths: list, report: ReadReport) -> list[Path]:
     return found
 
 
-def _decode(path: Path, report: ReadReport) -> str | None:
+def _binary(path: Path, report: ReadReport) -> bool | None:
+    """Whether a text file is binary (NUL bytes at its start), None when it cannot be read; both are listed."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            head = fh.read(8192)
     except OSError as exc:
         report.skipped_files.add(f"unreadable ({exc.strerror or exc})", path)
         return None
-    if b"\x00" in raw[:8192]:
+    if b"\x00" in head:
         report.skipped_files.add("binary file (NUL bytes)", path)
-        return None
+        return True
+    return False
+
+
+def _decode(path: Path, report: ReadReport) -> str | None:
+    raw = path.read_bytes()
     encoding = sniff_encoding(raw[:SNIFF_BYTES])
     try:
         return raw.decode("utf-8-sig" if encoding == "utf-8" else encoding)
@@ -70,26 +77,40 @@ def _decode(path: Path, report: ReadReport) -> str | None:
         return None
 
 
+def _rows(path: Path, report: ReadReport, text_field: str) -> Iterator[tuple[int, dict]]:
+    """Rows through the one row reader, streamed: lines in neither encoding are skipped and counted, blank lines
+    passed over, and any other bad row stops the build with its file and line."""
+    for row in scan_rows(path, fields=[text_field] if path.suffix.lower() in (".csv", ".tsv", ".parquet") else (),
+                         hint="; choose one with --text-field"):
+        if row.problem.startswith("not valid"):
+            report.skipped_rows.add("not UTF-8 or GB18030 text", row.where(path))
+        elif row.problem and row.problem != EMPTY_LINE:
+            raise InputError(f"{row.where(path)}: {row.problem}{row.detail}")
+        elif not row.problem:
+            yield row.no, row.value
+
+
 def iter_documents(paths: list[str | Path], report: ReadReport, text_field: str = "text",
                    id_field: str = "id") -> Iterator[Document]:
-    """Every document under ``paths``, one file in memory at a time; plain text files are one document each, row
-    files one per row. ``report`` counts files, documents and what was skipped as the documents stream by."""
+    """Every document under ``paths``; a plain text file is one document (read whole), a row file one per row
+    (streamed). ``report`` counts files, documents and what was skipped as the documents stream by."""
     for path in _files(paths, report):
-        text = _decode(path, report)
-        if text is None:
-            continue
-        report.files += 1
         suffix = path.suffix.lower()
+        if suffix != ".parquet" and _binary(path, report) is not False:
+            continue
         if suffix in TEXT_SUFFIXES:
+            text = _decode(path, report)
+            if text is None:
+                continue
+            report.files += 1
             if text.strip():
                 report.documents += 1
                 yield Document(str(path.resolve()), text, str(path), {})
             else:
                 report.skipped_rows.add("no text", f"{path}:1")
             continue
-        rows = (json_lines(path, io.StringIO(text)) if suffix == ".jsonl"
-                else csv_rows(path, io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ","))
-        for no, row in rows:
+        report.files += 1
+        for no, row in _rows(path, report, text_field):
             if text_field not in row:
                 raise InputError(f"{path}:{no}: no '{text_field}' field (fields: {', '.join(map(str, row))}); "
                                  "choose one with --text-field")

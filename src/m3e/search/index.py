@@ -90,7 +90,7 @@ def _probe(embedder, prompt: str) -> np.ndarray:
 
 
 def _prompt(embedder, role: str) -> str:
-    from m3e.models.encoder import named_prompt, role_prompt
+    from m3e.models.encoding import named_prompt, role_prompt
 
     return named_prompt(embedder, role_prompt(embedder, role))
 
@@ -323,7 +323,7 @@ class Index:
                     change.removed_chunks += removed
             for n, piece in enumerate(chunk_text(doc.text, self.manifest["chunk_size"], self.manifest["overlap"])):
                 rows.append((next_id, doc.source, doc.line, doc.doc_id, n, piece.start, piece.end, piece.text,
-                             json.dumps(doc.metadata, ensure_ascii=False)))
+                             json.dumps(doc.metadata, ensure_ascii=False, default=str)))
                 texts.append(piece.text)
                 next_id += 1
             if len(rows) >= shard_size:  # shards end between documents, so a resume restarts at a document
