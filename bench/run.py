@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-PARTS = ("encode", "static", "rerank", "serve", "train", "search", "data", "bulk", "gpu")
+PARTS = ("encode", "startup", "static", "rerank", "serve", "train", "search", "data", "bulk", "gpu")
 DEFAULT = ("encode", "serve", "train", "search")
 
 

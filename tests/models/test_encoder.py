@@ -56,7 +56,7 @@ def test_prompts_by_name_and_literal(tiny_model):
 
 def test_one_prompt_rule(tiny_model):
     """Role prompts follow the model; training instructions are names or literal text, never a mistyped name."""
-    from m3e.models.encoder import prompt_text, role_prompt
+    from m3e.models.encoding import prompt_text, role_prompt
 
     assert role_prompt(tiny_model, "query") == "query" and role_prompt(tiny_model, "passage") == "passage"
     assert prompt_text(tiny_model, "query") == tiny_model.prompts["query"]

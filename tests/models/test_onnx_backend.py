@@ -13,6 +13,7 @@ import pytest
 from m3e.errors import InputError, M3EError
 from m3e.models import load_model
 from m3e.models import onnx_backend as ob
+from m3e.models import onnx_runtime as rt
 from tests.conftest import SAMPLE, build_tiny_st_model
 
 pytest.importorskip("onnxruntime")
@@ -31,7 +32,7 @@ def test_onnx_fp32_equals_torch_and_int8_is_close(fresh_st):
     int8 = load_model(str(fresh_st), backend="onnx-int8")
     cos = np.sum(int8.encode(SAMPLE, prompt_name="query") * ref, axis=1)
     assert cos.mean() >= 0.99, cos
-    assert int8.label.endswith("@onnx-int8") and int8.onnx.fidelity["mean_cosine"] >= 0.99
+    assert int8.label.endswith("@onnx-int8") and int8.fidelity["mean_cosine"] >= 0.99
 
 
 def test_padding_and_batching_do_not_change_onnx_vectors(fresh_st):
@@ -45,7 +46,7 @@ def test_export_happens_once_and_is_reused(fresh_st):
     said: list[str] = []
     load_model(str(fresh_st), backend="onnx-int8", log=said.append)
     assert any("exporting" in m for m in said)
-    folder = ob.onnx_folder(fresh_st.resolve(), str(fresh_st))
+    folder = rt.onnx_folder(fresh_st.resolve(), str(fresh_st))
     meta = json.loads((folder / "export.json").read_text())
     assert set(meta["files"]) == {"model.onnx", "model_int8.onnx"}
     stamp = (folder / "model_int8.onnx").stat().st_mtime_ns
@@ -55,10 +56,10 @@ def test_export_happens_once_and_is_reused(fresh_st):
 
 
 def test_changed_model_files_get_a_new_export(fresh_st):
-    before = ob.export_key(fresh_st, "m")
+    before = rt.export_key(fresh_st, "m")
     weights = next(fresh_st.rglob("*.safetensors"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
-    assert ob.export_key(fresh_st, "m") != before
+    assert rt.export_key(fresh_st, "m") != before
 
 
 def test_interrupted_export_leaves_nothing_that_looks_complete(fresh_st, monkeypatch):
@@ -68,11 +69,11 @@ def test_interrupted_export_leaves_nothing_that_looks_complete(fresh_st, monkeyp
     monkeypatch.setattr(ob, "_quantize", boom)
     with pytest.raises(KeyboardInterrupt):
         load_model(str(fresh_st), backend="onnx-int8")
-    folder = ob.onnx_folder(fresh_st.resolve(), str(fresh_st))
+    folder = rt.onnx_folder(fresh_st.resolve(), str(fresh_st))
     assert not folder.exists()
     assert not [p for p in folder.parent.glob(f".{folder.name}*")]  # no temporary left behind
     monkeypatch.undo()
-    assert load_model(str(fresh_st), backend="onnx-int8").onnx is not None
+    assert load_model(str(fresh_st), backend="onnx-int8").backend == "onnx-int8"
 
 
 def test_fidelity_guard_refuses_a_drifted_export(fresh_st, monkeypatch):
@@ -84,12 +85,8 @@ def test_fidelity_guard_refuses_a_drifted_export(fresh_st, monkeypatch):
 def test_bad_backend_and_gpu_device_are_refused(tiny_st_dir, tiny_model):
     with pytest.raises(InputError, match="backend must be one of torch, onnx, onnx-int8"):
         load_model(str(tiny_st_dir), backend="tensorrt")
-
-    class OnGpu:
-        device = "cuda:0"
-
     with pytest.raises(InputError, match="runs on CPU"):
-        ob.attach(OnGpu(), "onnx", None, 1)
+        load_model(str(tiny_st_dir), backend="onnx", device="cuda:0")
 
 
 def test_cli_backend_flag(fresh_st, tmp_path):
@@ -112,7 +109,7 @@ def test_builtin_int8_keeps_cosine_and_sts_b(builtin_model, shared_data, m3e_hom
     from scipy.stats import spearmanr
 
     int8 = load_model("multilingual-e5-small-q4", backend="onnx-int8")
-    fid = ob.fidelity(int8, int8.onnx)
+    fid = ob.fidelity(builtin_model, int8)
     assert fid["mean_cosine"] >= 0.99, fid
     rows = [line.split("\t") for line in
             (shared_data / "STS-B" / "STS-B.test.data").read_text(encoding="utf-8").splitlines()]
@@ -128,7 +125,7 @@ def test_builtin_int8_keeps_cosine_and_sts_b(builtin_model, shared_data, m3e_hom
 
 def test_no_stale_temp_folders_after_success(fresh_st):
     load_model(str(fresh_st), backend="onnx")
-    folder = ob.onnx_folder(fresh_st.resolve(), str(fresh_st))
+    folder = rt.onnx_folder(fresh_st.resolve(), str(fresh_st))
     leftovers = [p for p in folder.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == [], leftovers
     shutil.rmtree(folder)
@@ -153,19 +150,62 @@ def test_cpus_without_vnni_get_seven_bit_weights(fresh_st, monkeypatch, kernels,
     import onnx
     from onnx import numpy_helper
 
-    monkeypatch.setattr(ob, "int8_kernels", lambda: kernels)
+    monkeypatch.setattr(rt, "int8_kernels", lambda: kernels)
     model = load_model(str(fresh_st), backend="onnx-int8")
-    meta = json.loads((model.onnx.path.parent / "export.json").read_text())
+    meta = json.loads((model.path.parent / "export.json").read_text())
     assert meta["int8_kernels"] == kernels and meta["reduce_range"] == (kernels == "avx2")
-    graph = onnx.load(str(model.onnx.path)).graph
+    graph = onnx.load(str(model.path)).graph
     weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
     assert peak <= limit and (kernels == "avx2" or peak > 64)
-    assert model.onnx.fidelity["min_cosine"] >= 0.98
-    here = ob.export_key(fresh_st, "m")
-    monkeypatch.setattr(ob, "int8_kernels", lambda: "avx2" if kernels == "vnni" else "vnni")
-    assert ob.export_key(fresh_st, "m") != here
+    assert model.fidelity["min_cosine"] >= 0.98
+    here = rt.export_key(fresh_st, "m")
+    monkeypatch.setattr(rt, "int8_kernels", lambda: "avx2" if kernels == "vnni" else "vnni")
+    assert rt.export_key(fresh_st, "m") != here
 
 
 def test_int8_kernels_reads_this_cpu():
-    assert ob.int8_kernels() in ("vnni", "arm-dot", "avx2")
+    assert rt.int8_kernels() in ("vnni", "arm-dot", "avx2")
+
+
+def test_an_exported_model_encodes_without_torch_or_sentence_transformers(fresh_st, tmp_path):
+    """After the export, loading and encoding (library and CLI) import neither; vectors equal the torch path."""
+    import subprocess
+    import sys
+
+    ref = load_model(str(fresh_st)).encode(SAMPLE, prompt_name="query")
+    load_model(str(fresh_st), backend="onnx")  # the export, in this process
+    code = ("import json, sys\n"
+            "from m3e.models import load_model\n"
+            f"m = load_model({str(fresh_st)!r}, backend='onnx')\n"
+            f"v = m.encode({SAMPLE!r}, prompt_name='query')\n"
+            "heavy = [n for n in ('torch', 'sentence_transformers', 'transformers') if n in sys.modules]\n"
+            "print(json.dumps({'heavy': heavy, 'vectors': v.tolist(), 'kind': type(m).__name__}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["heavy"] == [] and got["kind"] == "OnnxEmbedder"
+    np.testing.assert_allclose(np.array(got["vectors"]), ref, atol=2e-5)
+
+
+def test_onnx_windows_truncation_and_prompts_follow_the_torch_rules(fresh_st):
+    """The ONNX runner shares the encoding rules: long texts in windows, truncation counted, prompts resolved."""
+    torch_model = load_model(str(fresh_st))
+    onnx_model = load_model(str(fresh_st), backend="onnx")
+    long = ["长文本 " * 200, "short"]
+    for mode in ("truncate", "window"):
+        np.testing.assert_allclose(onnx_model.encode(long, truncate=mode, prompt_name="passage"),
+                                   torch_model.encode(long, truncate=mode, prompt_name="passage"), atol=2e-5)
+    assert onnx_model.last_stats.windows == torch_model.last_stats.windows > 1
+    assert onnx_model.prompts == torch_model.prompts and onnx_model.dim == torch_model.dim
+    assert onnx_model.count_tokens(long) == torch_model.count_tokens(long)
+    with pytest.raises(InputError, match="no prompt named 'qeury'"):
+        onnx_model.encode(["x"], prompt_name="qeury")
+
+
+def test_an_onnx_model_saves_as_the_sentence_transformers_model(fresh_st, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    onnx_model = load_model(str(fresh_st), backend="onnx")
+    onnx_model.save(tmp_path / "saved")
+    got = SentenceTransformer(str(tmp_path / "saved"), device="cpu").encode(SAMPLE, normalize_embeddings=True)
+    np.testing.assert_allclose(got, onnx_model.encode(SAMPLE), atol=2e-5)

@@ -55,7 +55,7 @@ def _load(model: str | None, device: str | None, threads: int | None, trust: boo
 
 
 def _role_prompt(embedder, role: str) -> str | None:
-    from m3e.models.encoder import role_prompt
+    from m3e.models.encoding import role_prompt
 
     return role_prompt(embedder, role)
 

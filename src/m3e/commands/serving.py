@@ -70,7 +70,7 @@ def serve(
     aliases = [split_spec(s)[0] for s in specs + rr_specs]
     if len(set(aliases)) != len(aliases):
         raise InputError(f"two served models share a name: {', '.join(aliases)}; use ALIAS=MODEL")
-    from m3e.models.onnx_backend import check_backend
+    from m3e.models.onnx_runtime import check_backend
 
     check_backend(backend)
     for spec in specs:  # fail now, with a clear message, rather than in the background loader

@@ -31,7 +31,7 @@ def shard_name(key: dict, k: int, texts: list[str], roles: list[str]) -> str:
 def teacher_vectors(embedder, texts: list[str], roles: list[str], folder: Path, key: dict,
                     log: Callable[[str], None] = print) -> np.ndarray:
     """(len(texts), dim) float32 vectors of ``texts`` under each one's role prompt, cached in ``folder``."""
-    from m3e.models.encoder import named_prompt, role_prompt
+    from m3e.models.encoding import named_prompt, role_prompt
     from m3e.utils.atomic import atomic_path, write_text
 
     folder.mkdir(parents=True, exist_ok=True)

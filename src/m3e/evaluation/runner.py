@@ -17,7 +17,7 @@ import numpy as np
 from m3e.errors import InputError
 from m3e.evaluation.tasks import CATEGORIES, LANGUAGES, Task
 from m3e.evaluation.types import TASK_TYPES, TaskRefused
-from m3e.models.encoder import named_prompt, result_label
+from m3e.models.encoding import named_prompt, result_label
 from m3e.utils.atomic import atomic_path
 
 

@@ -24,6 +24,6 @@ def resolve_reranker(model, **load_kwargs):
 
 def prompt_names(embedder) -> tuple[str | None, str | None]:
     """(query prompt name, document prompt name) the model has, else None for plain encoding."""
-    from m3e.models.encoder import role_prompt
+    from m3e.models.encoding import role_prompt
 
     return role_prompt(embedder, "query"), role_prompt(embedder, "passage")

@@ -1,38 +1,36 @@
-"""Fast, faithful encoding on top of a sentence-transformers model.
-
-Why not ``SentenceTransformer.encode``: we batch by a token budget after sorting by token length (less
-padding, steady memory), count and report truncation instead of truncating silently, can average
-windows for long texts, and validate input with messages that name the offending item. The forward
-pass itself is the model's own modules, so vectors equal sentence-transformers' own.
+"""The torch backend: encoding with a sentence-transformers model's own modules (so vectors equal
+sentence-transformers' own), on CPU or GPU, and saving it as a sentence-transformers folder. What is shared with
+the ONNX Runtime backend (tokens, batches, windows, prompts) lives in :mod:`m3e.models.encoding`.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from m3e.errors import InputError, InputTooLong
-
-TRUNCATE_MODES = ("truncate", "error", "window")
+from m3e.errors import InputError
+from m3e.models.encoding import (  # noqa: F401 - re-exported: the names callers know this module by
+    TRUNCATE_MODES,
+    EncodeStats,
+    Prepared,
+    TextEncoder,
+    cpu_threads,
+    named_prompt,
+    plan_batches,
+    prompt_text,
+    result_label,
+    role_prompt,
+    special_framing,
+    validate_texts,
+)
 
 
 def set_threads(threads: int | None = None) -> int:
     """Pin torch's CPU threads: ``threads``, else ``$M3E_THREADS``, else the CPUs we may use."""
-    if threads is None and os.environ.get("M3E_THREADS"):
-        threads = int(os.environ["M3E_THREADS"])
-    if threads is None:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            threads = os.cpu_count() or 1
-    threads = max(1, int(threads))
+    threads = cpu_threads(threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
@@ -61,49 +59,9 @@ def pick_device(device: str | None) -> str:
     return "cpu"
 
 
-@dataclass
-class EncodeStats:
-    """What the last ``encode`` call did; ``truncated`` lists input indices cut at max length."""
-
-    texts: int = 0
-    tokens: int = 0
-    batches: int = 0
-    windows: int = 0
-    truncated: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def validate_texts(texts: object) -> list[str]:
-    """A list of non-empty strings, or an :class:`InputError` naming the bad item."""
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, Sequence) and not hasattr(texts, "__iter__"):
-        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
-    out = list(texts)
-    for i, text in enumerate(out):
-        if text is None:
-            raise InputError(f"item {i} is None; expected a non-empty string")
-        if not isinstance(text, str):
-            raise InputError(f"item {i} is {type(text).__name__} ({text!r:.40}); expected a string")
-        if not text.strip():
-            raise InputError(f"item {i} is an empty string; empty texts have no embedding")
-    return out
-
-
-@dataclass
-class Prepared:
-    """Texts after tokenization and the length policy: units of content ids, the text each belongs to, and the
-    tokens each text feeds the model (special tokens included, after truncation)."""
-
-    n: int
-    stats: EncodeStats
-    units: list[list[int]] = field(default_factory=list)
-    owner: list[int] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-
-
-class Embedder:
-    """A loaded model: ``encode`` texts to numpy vectors, ``save`` as a sentence-transformers folder."""
+class Embedder(TextEncoder):
+    """A loaded sentence-transformers model: ``encode`` texts to numpy vectors, ``save`` as a sentence-transformers
+    folder."""
 
     def __init__(self, model, *, name: str = "model", provenance: str = "", dtype: str = "auto"):
         self.model = model
@@ -114,8 +72,7 @@ class Embedder:
         self.amp_dtype = _amp_dtype(self.device, dtype)
         self.last_stats = EncodeStats()
         self.backend = "torch"
-        self.onnx = None  # an m3e.models.onnx_backend.OnnxTransformer standing in for the first module
-        self._prefix, self._suffix = _special_framing(self.tokenizer)
+        self._prefix, self._suffix = special_framing(self.tokenizer)
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
             self._pad_id = self.tokenizer.eos_token_id or 0
@@ -123,11 +80,6 @@ class Embedder:
         from sentence_transformers.models import Normalize
 
         self._modules = [m for m in model if not isinstance(m, Normalize)]
-
-    # ---- facts about the model -------------------------------------------------------------
-    @property
-    def label(self) -> str:
-        return result_label(self)
 
     @property
     def dim(self) -> int:
@@ -143,11 +95,9 @@ class Embedder:
     def prompts(self) -> dict[str, str]:
         return dict(self.model.prompts or {})
 
-    def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str:
-        """An explicit prompt wins; then a named prompt from the model's config; then its default."""
-        if prompt is not None:
-            return prompt
-        return named_prompt(self, prompt_name or getattr(self.model, "default_prompt_name", None))
+    @property
+    def default_prompt_name(self) -> str | None:
+        return getattr(self.model, "default_prompt_name", None)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Content token ids (no special tokens, no truncation)."""
@@ -155,155 +105,14 @@ class Embedder:
                              return_attention_mask=False, verbose=False)
         return [list(ids) for ids in enc["input_ids"]]
 
-    def count_tokens(self, texts: list[str], prompt: str = "") -> list[int]:
-        """Tokens each text feeds the model (special tokens included, before truncation)."""
-        extra = len(self._prefix) + len(self._suffix)
-        return [len(ids) + extra for ids in self.tokenize([prompt + t for t in texts])]
-
-    # ---- encoding --------------------------------------------------------------------------
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        prompt: str | None = None,
-        prompt_name: str | None = None,
-        batch_size: int = 64,
-        max_batch_tokens: int = 16384,
-        normalize: bool = True,
-        truncate: str = "truncate",
-        max_length: int | None = None,
-        show_progress: bool | None = None,
-    ) -> np.ndarray:
-        """Embed texts; float32 array of shape (n, dim), or (dim,) for a single string.
-
-        ``truncate``: "truncate" cuts at the model's max length (see ``last_stats.truncated``),
-        "error" refuses over-long texts, "window" averages embeddings of consecutive windows.
-        """
-        single = isinstance(texts, str)
-        if batch_size < 1 or max_batch_tokens < 1:
-            raise InputError("batch_size and max_batch_tokens must be positive")
-        start = time.perf_counter()
-        prepared = self.prepare(texts, prompt=prompt, prompt_name=prompt_name, truncate=truncate,
-                                max_length=max_length)
-        stats = prepared.stats
-        if not prepared.units:
-            self.last_stats = stats
-            return np.zeros((0, self.dim), dtype=np.float32)
-        pooled = self.embed_units(prepared.units, batch_size, max_batch_tokens, show_progress, stats)
-        result = self.combine(prepared, pooled, normalize)
-        stats.seconds = time.perf_counter() - start
-        self.last_stats = stats
-        return result[0] if single else result
-
-    def prepare(self, texts: str | Sequence[str], *, prompt: str | None = None, prompt_name: str | None = None,
-                truncate: str = "truncate", max_length: int | None = None) -> Prepared:
-        """Tokenize (prompt included) and apply the length policy: the model-free half of :meth:`encode`.
-
-        The server runs this in the request handler (token counts, refusals) and leaves the units to its batcher.
-        """
-        items = validate_texts([texts] if isinstance(texts, str) else texts)
-        if truncate not in TRUNCATE_MODES:
-            raise InputError(f"truncate must be one of {', '.join(TRUNCATE_MODES)}, got '{truncate}'")
-        prefix_text = self.resolve_prompt(prompt, prompt_name)
-        limit = min(max_length or self.max_length, self.max_length)
-        extra = len(self._prefix) + len(self._suffix)
-        room = limit - extra
-        if room < 1:
-            raise InputError(f"max_length {limit} leaves no room for text after special tokens")
-        prepared = Prepared(n=len(items), stats=EncodeStats(texts=len(items)))
-        if not items:
-            return prepared
-        # Units of work: (text index, content ids). Long texts become one or several units.
-        for i, ids in enumerate(self.tokenize([prefix_text + t for t in items])):
-            if len(ids) > room:
-                if truncate == "error":
-                    raise InputTooLong(f"item {i} has {len(ids) + extra} tokens, more than the model's limit of "
-                                       f"{limit}")
-                if truncate == "window":
-                    for s in range(0, len(ids), room):
-                        prepared.owner.append(i)
-                        prepared.units.append(ids[s : s + room])
-                    prepared.stats.windows += (len(ids) + room - 1) // room
-                    prepared.tokens.append(len(ids) + extra * ((len(ids) + room - 1) // room))
-                    continue
-                prepared.stats.truncated.append(i)
-                ids = ids[:room]
-            prepared.owner.append(i)
-            prepared.units.append(ids)
-            prepared.tokens.append(len(ids) + extra)
-        return prepared
-
-    def combine(self, prepared: Prepared, pooled: torch.Tensor, normalize: bool = True) -> np.ndarray:
-        """Unit vectors -> one vector per text (windows averaged, weighted by their token counts)."""
-        units = prepared.units
-        weights = torch.tensor([max(len(u), 1) for u in units], dtype=torch.float32)
-        index = torch.tensor(prepared.owner)
-        out = torch.zeros(prepared.n, pooled.shape[1], dtype=torch.float32)
-        out.index_add_(0, index, pooled * weights[:, None])
-        total = torch.zeros(prepared.n).index_add_(0, index, weights)
-        out /= total[:, None]
-        if normalize:
-            out = torch.nn.functional.normalize(out, p=2, dim=1)
-        return out.numpy()
-
-    def embed_units(self, units: list[list[int]], batch_size: int = 64, max_batch_tokens: int = 16384,
-                    show_progress: bool | None = False, stats: EncodeStats | None = None) -> torch.Tensor:
-        """Pooled (unnormalized) vectors of content-id sequences, in length-sorted token-budget batches."""
-        stats = stats if stats is not None else EncodeStats()
-        batches = plan_batches([len(u) for u in units], len(self._prefix) + len(self._suffix), batch_size,
-                               max_batch_tokens)
-        stats.batches += len(batches)
-
-        if show_progress is None:
-            show_progress = len(units) >= 2000
-        progress = None
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            progress = tqdm(total=len(units), desc=f"encode {self.name}", unit="text", leave=False,
-                            disable=None)
-        result = torch.empty(len(units), self.dim, dtype=torch.float32)
-        with torch.inference_mode():
-            for batch in batches:
-                features = self._features([units[k] for k in batch])
-                stats.tokens += int(features["attention_mask"].sum())
-                emb = self._forward(features)
-                result[torch.tensor(batch)] = emb.float().cpu()
-                if progress is not None:
-                    progress.update(len(batch))
-        if progress is not None:
-            progress.close()
-        return result
-
-    def _features(self, batch: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        """Padded model inputs for content-id units (lists or int arrays), special tokens added."""
-        pre, suf = self._prefix, self._suffix
-        width = max(len(ids) for ids in batch) + len(pre) + len(suf)
-        input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        for r, ids in enumerate(batch):
-            end = len(pre) + len(ids)
-            input_ids[r, :len(pre)] = pre
-            input_ids[r, len(pre):end] = ids
-            input_ids[r, end:end + len(suf)] = suf
-            mask[r, :end + len(suf)] = 1
-        features = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
-        if self._wants_token_types:
-            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
-        return {k: v.to(self.device) for k, v in features.items()}
-
-    def _forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.onnx is not None:
-            features = self.onnx(features)
-            for module in self._modules[1:]:
-                features = module(features)
-            return features["sentence_embedding"]
+    def _forward(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        tensors = {k: torch.from_numpy(v).to(self.device) for k, v in features.items()}
         ctx = (torch.autocast(device_type="cuda", dtype=self.amp_dtype)
                if self.amp_dtype is not None else _nullcontext())
-        with ctx:
+        with torch.inference_mode(), ctx:
             for module in self._modules:
-                features = module(features)
-        return features["sentence_embedding"]
+                tensors = module(tensors)
+        return tensors["sentence_embedding"].float().cpu().numpy()
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -318,75 +127,6 @@ class Embedder:
         with atomic_dir(target) as tmp:
             self.model.save(str(tmp))
         return target
-
-
-def plan_batches(lengths: Sequence[int], extra: int, batch_size: int, max_batch_tokens: int) -> list[list[int]]:
-    """Indices grouped into batches, longest first, each at most ``batch_size`` items and ``max_batch_tokens``
-    padded tokens (``extra``: special tokens added to every item). One rule for embedders and rerankers."""
-    order = sorted(range(len(lengths)), key=lambda k: lengths[k], reverse=True)
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for k in order:
-        # Sorted longest first: the first item of a batch sets its padded length.
-        width = lengths[current[0]] + extra if current else lengths[k] + extra
-        if current and (len(current) >= batch_size or width * (len(current) + 1) > max_batch_tokens):
-            batches.append(current)
-            current = []
-        current.append(k)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def named_prompt(embedder, name: str | None, *, optional: bool = False) -> str:
-    """The text of ``embedder``'s prompt ``name`` ("" for None): the one rule for prompt names.
-
-    An unknown name is an error naming the model's prompts, unless ``optional``: a convention such as e5's
-    query/passage pair, which a model without that prompt (m3e-base, say) simply does not use.
-    """
-    if name is None:
-        return ""
-    prompts = embedder.prompts
-    if name in prompts:
-        return prompts[name]
-    if optional:
-        return ""
-    known = ", ".join(sorted(prompts)) or "none"
-    raise InputError(f"model {embedder.name} has no prompt named '{name}' (it has: {known})")
-
-
-def role_prompt(embedder, role: str) -> str | None:
-    """The prompt name for a text's role ("query" or "passage") when the model has one, else None: the e5-style
-    convention every caller follows (sentences compared with sentences are queries)."""
-    if role not in ("query", "passage"):
-        raise ValueError(f"role is query or passage, got {role!r}")
-    return role if role in embedder.prompts else None
-
-
-_NAME = re.compile(r"[A-Za-z_][\w.-]{0,63}")
-
-
-def prompt_text(embedder, value: str | None, *, where: str = "prompt") -> str:
-    """A training instruction: a prompt name of the model, or literal text (with a space, a colon, CJK...).
-
-    A bare identifier that is not one of the model's prompts is refused (a typo of ``query`` would otherwise
-    train with the word itself as a prefix).
-    """
-    if value is None or value == "":
-        return ""
-    if value in embedder.prompts:
-        return embedder.prompts[value]
-    if _NAME.fullmatch(value):
-        known = ", ".join(sorted(embedder.prompts)) or "none"
-        raise InputError(f"{where}: model {embedder.name} has no prompt named '{value}' (it has: {known}); "
-                         f"literal instruction text needs a space or punctuation, e.g. '{value}: '")
-    return value
-
-
-def result_label(embedder) -> str:
-    """The name results are filed under: ``name``, or ``name@backend`` off the torch path."""
-    backend = getattr(embedder, "backend", "torch")
-    return embedder.name if backend == "torch" else f"{embedder.name}@{backend}"
 
 
 class _nullcontext:
@@ -407,12 +147,3 @@ def _amp_dtype(device: str, dtype: str):
     return getattr(torch, dtype)
 
 
-def _special_framing(tokenizer) -> tuple[list[int], list[int]]:
-    """The special tokens a tokenizer puts before and after one text (e.g. <s> ... </s>)."""
-    probe = "m3e probe 你好"
-    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
-    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
-    for i in range(len(full) - len(plain) + 1):
-        if full[i : i + len(plain)] == plain:
-            return full[:i], full[i + len(plain) :]
-    raise RuntimeError("cannot locate the text inside the tokenizer's special-token template")

@@ -1,9 +1,10 @@
-"""ONNX Runtime backends for CPU inference: ``onnx`` (fp32, fused graph) and ``onnx-int8`` (dynamic int8).
+"""Exporting models to ONNX for the ``onnx`` (fp32, fused graph) and ``onnx-int8`` (dynamic int8) backends, once
+per model version, and checking each export against the torch fp32 path before it is used.
 
-Only the transformer runs in ONNX Runtime; pooling, dense layers and normalization stay the model's own
-sentence-transformers modules, so every model that encodes with ``torch`` encodes here too. The export
-happens once per model version into ``$M3E_HOME/onnx/<name>-<key>/`` (the model folder may be a read-only
-hub cache), written to a temporary folder and renamed, so a killed export never looks complete.
+An embedder's graph holds the transformer and the model's own pooling and dense modules (sentence-transformers'
+code, traced), so its output is the pooled vector and running it needs neither torch nor sentence-transformers
+(:mod:`m3e.models.onnx_runtime`). The export goes into ``$M3E_HOME/onnx/<name>-<key>/`` (the model folder may be
+a read-only hub cache), written to a temporary folder and renamed, so a killed export never looks complete.
 
 Why our own export instead of ``SentenceTransformer(backend="onnx")``: that path needs optimum, which does
 not follow transformers 5, and it neither fuses attention for our encoder nor checks the quantized vectors.
@@ -13,7 +14,6 @@ at export time; an export below ``MIN_MEAN_COSINE`` is refused instead of silent
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,12 +25,20 @@ import numpy as np
 import torch
 
 from m3e.errors import InputError, M3EError
+from m3e.models import onnx_runtime as rt
+from m3e.models.onnx_runtime import (  # noqa: F401 - re-exported for callers of the export module
+    BACKENDS,
+    EXPORT_VERSION,
+    FILES,
+    MIN_MEAN_COSINE,
+    MIN_MIN_COSINE,
+    TOKENIZER_FILE,
+    OnnxEmbedder,
+    check_backend,
+    onnx_folder,
+    open_session,
+)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
-EXPORT_VERSION = 3
-MIN_MEAN_COSINE = 0.99
-MIN_MIN_COSINE = 0.98  # no single vector of the fixed set may fall further than this
-FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
 # Architectures whose attention/LayerNorm/GELU patterns ONNX Runtime's BERT optimizer fuses.
 _FUSABLE = {"bert": "bert", "xlm-roberta": "bert", "roberta": "bert", "ernie": "bert", "nezha": "bert"}
 
@@ -58,71 +66,6 @@ FIDELITY_SENTENCES = [
 ]
 
 
-def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
-    return backend
-
-
-def _require_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:  # pragma: no cover - a core dependency
-        raise M3EError("the onnx backends need onnxruntime: pip install 'onnxruntime>=1.18'") from None
-    return onnxruntime
-
-
-def int8_kernels() -> str:
-    """Which integer dot product this CPU gives ONNX Runtime's int8 MatMuls: "vnni" (AVX512-VNNI, AVX-VNNI or AMX:
-    exact int32 sums), "arm-dot" (Arm dot product), else "avx2" (u8 x s8 pairs summed into int16, which saturates
-    on large weights: such CPUs get 7-bit weights, ONNX Runtime's ``reduce_range``)."""
-    import platform
-
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    flags = set()
-    for line in text.splitlines():
-        if line.lower().startswith(("flags", "features")):
-            flags |= set(line.split(":", 1)[1].split())
-    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
-        return "vnni"
-    if "asimddp" in flags or platform.machine().lower() in ("arm64", "aarch64") and not text:
-        return "arm-dot"
-    return "avx2"
-
-
-def export_key(model_dir: Path | None, name: str) -> str:
-    """A key that changes when the model's files change (path, names, sizes and modification times) or the CPU's
-    int8 kernels do (an int8 file made for one is not reused on the other)."""
-    h = hashlib.sha256(f"{EXPORT_VERSION}|{name}|{model_dir}|{int8_kernels()}".encode())
-    if model_dir is not None and model_dir.is_dir():
-        for f in sorted(model_dir.rglob("*")):
-            if f.is_file() and not f.name.startswith("."):
-                st = f.stat()
-                h.update(f"{f.relative_to(model_dir)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
-
-
-@dataclass
-class OnnxTransformer:
-    """An ONNX Runtime session that stands in for a sentence-transformers ``Transformer`` module."""
-
-    session: object
-    input_names: list[str]
-    path: Path
-    backend: str
-    fidelity: dict
-
-    def __call__(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        feeds = {k: features[k].cpu().numpy() for k in self.input_names}
-        out = self.session.run(None, feeds)[0]
-        features = dict(features)
-        features["token_embeddings"] = torch.from_numpy(out)
-        return features
-
-
 def _transformer(st):
     from sentence_transformers.models import Transformer
 
@@ -144,9 +87,29 @@ class _Wrapped(torch.nn.Module):
         return getattr(self.model(**dict(zip(self.names, inputs, strict=True))), self.output)
 
 
-def _export_fp32(hf, folder: Path, input_names: list[str], output: str = "token_embeddings") -> Path:
-    """Trace a transformers model (its token embeddings, or a classifier's logits) with eager attention (the
-    pattern ONNX Runtime fuses), then fuse what it can."""
+class _Pooled(torch.nn.Module):
+    """An embedder as one graph: the transformer's token embeddings, then the model's own sentence-transformers
+    modules after it (pooling, dense; normalization is left to the caller, after windows are averaged)."""
+
+    def __init__(self, hf, modules, names: list[str]):
+        super().__init__()
+        self.model = hf
+        self.rest = torch.nn.ModuleList(modules)
+        self.names = names
+
+    def forward(self, *inputs):
+        features = dict(zip(self.names, inputs, strict=True))
+        features["token_embeddings"] = self.model(**features).last_hidden_state
+        for module in self.rest:
+            features = module(features)
+        return features["sentence_embedding"]
+
+
+def _export_fp32(hf, folder: Path, input_names: list[str], output: str = "sentence_embedding",
+                 modules: list | None = None) -> Path:
+    """Trace a transformers model with eager attention (the pattern ONNX Runtime fuses), then fuse what it can:
+    with ``modules`` (an embedder's pooling and dense layers) the output is the pooled vector, else a classifier's
+    logits."""
     previous = getattr(hf.config, "_attn_implementation", None)
     raw = folder / "raw.onnx"
     try:
@@ -156,12 +119,12 @@ def _export_fp32(hf, folder: Path, input_names: list[str], output: str = "token_
                       torch.randint(5, 100, (2, 8)) if n == "input_ids" else torch.zeros((2, 8), dtype=torch.long)
                       for n in input_names)
         axes = {n: {0: "batch", 1: "sequence"} for n in input_names}
-        axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "sequence"}
+        axes[output] = {0: "batch"}
         import warnings
 
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            wrapped = _Wrapped(hf, input_names, "logits" if output == "logits" else "last_hidden_state")
+            wrapped = _Pooled(hf, modules, input_names) if modules is not None else _Wrapped(hf, input_names, "logits")
             torch.onnx.export(wrapped.eval().cpu(), dummy, str(raw), input_names=input_names,
                               output_names=[output], dynamic_axes=axes, opset_version=17, dynamo=False)
     finally:
@@ -199,13 +162,8 @@ def _after_activation(model) -> list[str]:
 
 def activation_peaks(embedder) -> dict[int, float]:
     """Largest |GELU output| per encoder layer on the fixed sentences (BERT-family layouts; else empty)."""
-    saved = embedder.onnx
-    try:
-        embedder.onnx = None
-        return _peaks(_transformer(embedder.model).auto_model,
-                      lambda: embedder.encode(FIDELITY_SENTENCES, show_progress=False))
-    finally:
-        embedder.onnx = saved
+    return _peaks(_transformer(embedder.model).auto_model,
+                  lambda: embedder.encode(FIDELITY_SENTENCES, show_progress=False))
 
 
 def _peaks(hf, run) -> dict[int, float]:
@@ -265,44 +223,21 @@ def _quantize(src: Path, dst: Path, peaks: dict[int, float] | None = None,
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its "pre-process" advice
     keep = keep_fp32(_after_activation(onnx.load(str(src), load_external_data=False)), peaks or {})
     if reduce_range is None:
-        reduce_range = int8_kernels() == "avx2"
+        reduce_range = rt.int8_kernels() == "avx2"
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep,
                      reduce_range=reduce_range, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst, keep
 
 
-def open_session(path: Path, threads: int):
-    ort = _require_onnxruntime()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = max(1, threads)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def fidelity(embedder, runner: OnnxTransformer, sentences: list[str] | None = None) -> dict:
-    """Mean and minimum cosine of ``runner``'s vectors against the torch fp32 path of the same embedder."""
+def fidelity(reference, runner, sentences: list[str] | None = None) -> dict:
+    """Mean and minimum cosine of ``runner``'s vectors (an :class:`OnnxEmbedder`) against ``reference``'s (the
+    torch fp32 embedder of the same model)."""
     sentences = sentences or FIDELITY_SENTENCES
-    saved = embedder.onnx
-    try:
-        embedder.onnx = None
-        ref = embedder.encode(sentences, show_progress=False)
-        embedder.onnx = runner
-        got = embedder.encode(sentences, show_progress=False)
-    finally:
-        embedder.onnx = saved
+    ref = reference.encode(sentences, show_progress=False)
+    got = runner.encode(sentences, show_progress=False)
     cos = np.sum(ref * got, axis=1)
     return {"mean_cosine": round(float(cos.mean()), 6), "min_cosine": round(float(cos.min()), 6),
             "sentences": len(sentences)}
-
-
-def onnx_folder(model_dir: Path | None, name: str) -> Path:
-    from m3e.utils.paths import m3e_home
-
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip("/").replace("/", "__"))[-60:]
-    return m3e_home() / "onnx" / f"{slug}-{export_key(model_dir, name)}"
 
 
 def _measure_files(paths: tuple[Path, Path], measure) -> dict:
@@ -325,7 +260,7 @@ def _export_once(folder: Path, backend: str, what: str, build, report, log=None)
     say(f"exporting {what} to ONNX (once; cached in {folder})")
     start = time.perf_counter()
     with atomic_dir(folder, replace=True) as tmp:
-        meta = {"export_version": EXPORT_VERSION, **build(tmp), "int8_kernels": int8_kernels(),
+        meta = {"export_version": EXPORT_VERSION, **build(tmp), "int8_kernels": rt.int8_kernels(),
                 "seconds": round(time.perf_counter() - start, 1),
                 "onnxruntime": __import__("onnxruntime").__version__, "torch": torch.__version__}
         (tmp / "export.json").write_text(json.dumps(meta, indent=2))
@@ -334,24 +269,40 @@ def _export_once(folder: Path, backend: str, what: str, build, report, log=None)
     return meta
 
 
-def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=None) -> OnnxTransformer:
-    """Give ``embedder`` an ONNX Runtime transformer, exporting (and checking) it on first use."""
+def export_embedder(embedder, backend: str, model_dir: Path | None, threads: int, log=None,
+                    load_model=None) -> OnnxEmbedder:
+    """``embedder`` (torch, CPU) exported once to ONNX and checked; the runner that encodes with the export."""
     check_backend(backend)
     if not embedder.device.startswith("cpu"):
         raise InputError(f"the {backend} backend runs on CPU; on {embedder.device} use --backend torch "
                          "(bf16/fp16 autocast)")
-    _require_onnxruntime()
+    rt.require_onnxruntime()
+    if not getattr(embedder.tokenizer, "is_fast", False):
+        raise M3EError(f"the onnx backends need the model's fast tokenizer (tokenizer.json); {embedder.name} has "
+                       "only a slow one: use --backend torch")
     input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if embedder._wants_token_types else [])
     folder = onnx_folder(model_dir, embedder.name)
+    runtime = {"input_names": input_names, "prefix": embedder._prefix, "suffix": embedder._suffix,
+               "pad_id": int(embedder._pad_id), "dim": embedder.dim, "max_length": embedder.max_length,
+               "prompts": embedder.prompts, "default_prompt_name": embedder.default_prompt_name}
+
+    def runner(path: Path, kind: str, fid: dict | None = None) -> OnnxEmbedder:
+        return OnnxEmbedder(path, runtime, kind, threads, name=embedder.name, provenance=embedder.provenance,
+                            fidelity=fid, load_model=load_model)
 
     def build(tmp: Path) -> dict:
+        (tmp / TOKENIZER_FILE).write_text(embedder.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
         peaks = activation_peaks(embedder)
-        fp32 = _export_fp32(_transformer(embedder.model).auto_model, tmp, input_names)
+        fp32 = _export_fp32(_transformer(embedder.model).auto_model, tmp, input_names,
+                            modules=embedder._modules[1:])
         int8, kept = _quantize(fp32, tmp / FILES["onnx-int8"], peaks)
-        files = _measure_files((fp32, int8), lambda path, kind: fidelity(
-            embedder, OnnxTransformer(open_session(path, threads), input_names, path, kind, {})))
-        return {"model": embedder.name, "model_dir": str(model_dir), "reduce_range": int8_kernels() == "avx2",
-                "input_names": input_names, "files": files, "fp32_in_int8": kept,
+        probe = runner(fp32, "onnx")
+        if probe.tokenize(FIDELITY_SENTENCES) != embedder.tokenize(FIDELITY_SENTENCES):
+            raise M3EError(f"{embedder.name}: its tokenizer.json tokenizes differently from the model's tokenizer; "
+                           "use --backend torch")
+        files = _measure_files((fp32, int8), lambda path, kind: fidelity(embedder, runner(path, kind)))
+        return {"model": embedder.name, "model_dir": str(model_dir), "reduce_range": rt.int8_kernels() == "avx2",
+                "input_names": input_names, "files": files, "fp32_in_int8": kept, "runtime": runtime,
                 "activation_peaks": {str(k): round(v, 3) for k, v in peaks.items()}}
 
     def report(f: dict) -> str:
@@ -359,19 +310,7 @@ def attach(embedder, backend: str, model_dir: Path | None, threads: int, log=Non
                 f"({f['sentences']} sentences)")
 
     meta = _export_once(folder, backend, embedder.name, build, report, log)
-    info = meta["files"][FILES[backend]]
-    fid = info["fidelity"]
-    floor = float(os.environ.get("M3E_ONNX_MIN_COSINE", MIN_MEAN_COSINE))
-    worst = min(floor, MIN_MIN_COSINE)
-    if fid["mean_cosine"] < floor or fid["min_cosine"] < worst:
-        raise M3EError(f"{backend} vectors of {embedder.name} are too far from torch fp32 (mean cosine "
-                       f"{fid['mean_cosine']:.4f}, min {fid['min_cosine']:.4f}; needed {floor} and {worst}); use "
-                       "--backend onnx or torch (or set M3E_ONNX_MIN_COSINE to accept it)")
-    runner = OnnxTransformer(open_session(folder / FILES[backend], threads), input_names, folder / FILES[backend],
-                             backend, fid)
-    embedder.onnx = runner
-    embedder.backend = backend
-    return runner
+    return runner(folder / FILES[backend], backend, rt.check_fidelity(meta, backend, embedder.name))
 
 
 # ---- rerankers ----------------------------------------------------------------------------------------------------
@@ -430,7 +369,7 @@ def attach_reranker(reranker, backend: str, model_dir: Path | None, threads: int
     check_backend(backend)
     if not reranker.device.startswith("cpu"):
         raise InputError(f"the {backend} backend runs on CPU; on {reranker.device} use --backend torch")
-    _require_onnxruntime()
+    rt.require_onnxruntime()
     input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if reranker._wants_token_types else [])
     folder = onnx_folder(model_dir, reranker.name + "-rerank")
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from m3e.errors import InputError, InputTooLong
-from m3e.models.encoder import TRUNCATE_MODES, plan_batches, validate_texts
+from m3e.models.encoding import TRUNCATE_MODES, plan_batches, validate_texts
 
 WINDOW_OVERLAP = 0.25  # of a window: an answer on a window's edge is read whole by the next one
 QUERY_SHARE = 0.5  # a query longer than this share of the room is cut (counted), so documents keep room
@@ -188,7 +188,7 @@ class Reranker:
         types = np.asarray([*pre, *[ta] * len(q), *mid, *[tb] * len(d), *suf], dtype=np.int8)
         return PairUnit(ids, types)
 
-    def combine(self, prepared: PreparedPairs, logits: torch.Tensor, raw: bool = False) -> np.ndarray:
+    def combine(self, prepared: PreparedPairs, logits: np.ndarray, raw: bool = False) -> np.ndarray:
         """Unit logits -> one score per document (its best window); sigmoid unless ``raw``."""
         values = np.asarray(logits, dtype=np.float32).reshape(-1)
         best = np.full(prepared.n, -np.inf, dtype=np.float32)
@@ -206,9 +206,9 @@ class Reranker:
 
     # ---- the model --------------------------------------------------------------------------------------------
     def embed_units(self, units: list[PairUnit], batch_size: int = 32, max_batch_tokens: int = 16384,
-                    show_progress: bool | None = False, stats: RerankStats | None = None) -> torch.Tensor:
-        """Logits of pair units, shape (n, 1), in length-sorted token-budget batches. (The name is the batcher's
-        interface, shared with the embedder.)"""
+                    show_progress: bool | None = False, stats: RerankStats | None = None) -> np.ndarray:
+        """Logits of pair units, float32 of shape (n, 1), in length-sorted token-budget batches. (The name is the
+        batcher's interface, shared with the embedder.)"""
         batches = plan_batches([len(u) for u in units], 0, batch_size, max_batch_tokens)
         if stats is not None:
             stats.batches += len(batches)
@@ -228,7 +228,7 @@ class Reranker:
                     progress.update(len(batch))
         if progress is not None:
             progress.close()
-        return out
+        return out.numpy()
 
     def features(self, batch: Sequence[PairUnit]) -> dict[str, torch.Tensor]:
         width = max(len(u) for u in batch)

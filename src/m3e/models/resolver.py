@@ -151,33 +151,52 @@ def load_model(
     backend: str = "torch",
     log=None,
 ):
-    """Resolve ``name`` and return an :class:`m3e.models.encoder.Embedder`.
-
-    ``backend``: "torch" (default, any device), "onnx" or "onnx-int8" (ONNX Runtime on CPU, exported and
-    checked against torch fp32 on first use; ``log`` receives the one-time export messages).
+    """Resolve ``name`` and return an embedder: :class:`m3e.models.encoder.Embedder` (torch), or for ``backend``
+    "onnx" / "onnx-int8" an :class:`m3e.models.onnx_runtime.OnnxEmbedder` (ONNX Runtime on CPU). An ONNX export is
+    made and checked against torch fp32 on first use (``log`` receives the one-time export messages); after that
+    loading it imports neither torch nor sentence-transformers.
     """
-    from m3e.models.encoder import Embedder, pick_device, set_threads
-    from m3e.models.onnx_backend import attach, check_backend
-    from m3e.models.static import StaticEmbedder, is_static
+    from m3e.models.onnx_runtime import FILES, OnnxEmbedder, check_backend, check_fidelity, exported, onnx_folder
 
     check_backend(backend)
-    used = set_threads(threads)
     resolved = resolve(name)
     if resolved.role == "reranker":
         raise InputError(f"{resolved.name} is a reranker (a cross-encoder: it scores a query and a document "
                          "together, it gives no vectors); pass it where a reranker is expected (--reranker, "
                          "--rerank, load_reranker)")
-    device = pick_device(device if backend == "torch" or device else "cpu")
-    st = _load_sentence_transformer(resolved, device=device, trust_remote_code=trust_remote_code)
+
+    def load_st(on: str = "cpu"):
+        return _load_sentence_transformer(resolved, device=on, trust_remote_code=trust_remote_code)
+
+    if backend != "torch":
+        if device not in (None, "auto") and not str(device).startswith("cpu"):
+            raise InputError(f"the {backend} backend runs on CPU; on {device} use --backend torch (bf16/fp16 "
+                             "autocast)")
+        from m3e.models.encoding import cpu_threads
+
+        used = cpu_threads(threads)
+        meta = exported(resolved.path, resolved.name, backend)
+        if meta is not None:
+            return OnnxEmbedder(onnx_folder(resolved.path, resolved.name) / FILES[backend], meta["runtime"], backend,
+                                used, name=resolved.name, provenance=resolved.provenance,
+                                fidelity=check_fidelity(meta, backend, resolved.name), load_model=load_st)
+    from m3e.models.encoder import Embedder, pick_device, set_threads
+    from m3e.models.static import StaticEmbedder, is_static
+
+    used = set_threads(threads)
+    device = pick_device(device if backend == "torch" else "cpu")
+    st = load_st(device)
     if is_static(st):
         if backend != "torch":
             raise InputError(f"{resolved.name} is a static model (a table of token vectors, no transformer): "
                              f"--backend {backend} does not apply; it is already the fastest path")
         return StaticEmbedder(st, name=resolved.name, provenance=resolved.provenance)
     embedder = Embedder(st, name=resolved.name, provenance=resolved.provenance, dtype=dtype)
-    if backend != "torch":
-        attach(embedder, backend, resolved.path, used, log=log)
-    return embedder
+    if backend == "torch":
+        return embedder
+    from m3e.models.onnx_backend import export_embedder
+
+    return export_embedder(embedder, backend, resolved.path, used, log=log, load_model=load_st)
 
 
 def load_reranker(
@@ -193,7 +212,8 @@ def load_reranker(
     """Resolve ``name`` and return an :class:`m3e.models.reranker.Reranker` (a CrossEncoder folder, a hub id or a
     built-in reranker); an embedding model here is a clear error."""
     from m3e.models.encoder import pick_device, set_threads
-    from m3e.models.onnx_backend import attach_reranker, check_backend
+    from m3e.models.onnx_backend import attach_reranker
+    from m3e.models.onnx_runtime import check_backend
     from m3e.models.reranker import Reranker
 
     check_backend(backend)

@@ -43,7 +43,6 @@ class StaticEmbedder(Embedder):
         self.amp_dtype = None
         self.last_stats = EncodeStats()
         self.backend = "torch"
-        self.onnx = None
         self._prefix, self._suffix = [], []
         self._pad_id = 0
         self._wants_token_types = False
@@ -65,7 +64,7 @@ class StaticEmbedder(Embedder):
         return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
 
     def embed_units(self, units: list[list[int]], batch_size: int = 64, max_batch_tokens: int = 16384,
-                    show_progress: bool | None = False, stats: EncodeStats | None = None) -> torch.Tensor:
+                    show_progress: bool | None = False, stats: EncodeStats | None = None) -> np.ndarray:
         """Mean token row of each unit (an empty unit gives zeros, as in sentence-transformers)."""
         stats = stats if stats is not None else EncodeStats()
         weight = self.weight.detach()
@@ -89,4 +88,4 @@ class StaticEmbedder(Embedder):
                 stats.tokens += n_tokens
                 stats.batches += 1
                 start = end
-        return out
+        return out.numpy()

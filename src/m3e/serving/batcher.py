@@ -20,7 +20,7 @@ from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 from ..utils.memory import HeapTrimmer
 
@@ -236,9 +236,9 @@ class Batcher:
         offset = 0
         for piece in taken:
             job, n = piece.job, piece.end - piece.start
-            job.rows.append(torch.as_tensor(pooled[offset:offset + n]))
+            job.rows.append(np.asarray(pooled[offset:offset + n]))
             job.done = piece.end
             offset += n
             if job.done == len(job.units):
-                settle(job.future, job.rows[0] if len(job.rows) == 1 else torch.cat(job.rows))
+                settle(job.future, job.rows[0] if len(job.rows) == 1 else np.concatenate(job.rows))
                 job.rows = []

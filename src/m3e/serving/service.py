@@ -15,7 +15,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from m3e.errors import InputError, InputTooLong
-from m3e.models.encoder import named_prompt, role_prompt
+from m3e.models.encoding import named_prompt, role_prompt
 from m3e.serving.admission import TokenBudget, pre_read_reservation
 from m3e.serving.batcher import Batcher, QueueFull, Stopped
 from m3e.serving.errors import APIError
@@ -43,7 +43,7 @@ class ServeConfig:
     prompt_name: str | None = None  # default prompt for every model; None: the model's "query" prompt if any
     device: str | None = None
     threads: int | None = None
-    backend: str = "torch"  # torch, onnx or onnx-int8 (see m3e.models.onnx_backend)
+    backend: str = "torch"  # torch, onnx or onnx-int8 (see m3e.models.onnx_runtime)
     trust_remote_code: bool = False
     cl100k_file: str | None = None
 

@@ -16,7 +16,7 @@ def mine(embedder, source: Source, corpus: list[str], *, rank_range: tuple[int, 
     A candidate is a negative when it ranks within ``rank_range`` (1-based, inclusive start, exclusive end), is
     not the positive or the query itself, and its similarity is below ``margin`` times the positive's.
     """
-    from m3e.models.encoder import named_prompt, role_prompt
+    from m3e.models.encoding import named_prompt, role_prompt
 
     qp = named_prompt(embedder, query_prompt or role_prompt(embedder, "query"))
     pp = named_prompt(embedder, passage_prompt or role_prompt(embedder, "passage"))

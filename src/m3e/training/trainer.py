@@ -146,7 +146,7 @@ class FineTuner:
     def _prefixes(self, source: Source, config: TrainConfig) -> tuple[str, str]:
         """Anchor and document prefixes: the source's, else the run's, else the model's query/passage prompts
         (query/passage for retrieval-style triplets, query on both sides for pairs and scored pairs)."""
-        from m3e.models.encoder import prompt_text, role_prompt
+        from m3e.models.encoding import prompt_text, role_prompt
 
         emb = self.embedder
         anchor = source.instruction or config.anchor_prompt or role_prompt(emb, "query")
