@@ -73,7 +73,7 @@ def per_call(model: str, groups, threads: int, repeat: int) -> dict:
             times[name].append(time.perf_counter() - t0)
     best = {name: min(t) for name, t in times.items()}
     base = best["sentence-transformers CrossEncoder.predict"]
-    return {"pairs": len(flat), "fidelity_int8": int8.onnx.fidelity,
+    return {"pairs": len(flat), "fidelity_int8": int8.fidelity,
             "engines": {name: {"seconds": round(s, 3), "pairs_per_s": round(len(flat) / s, 1),
                                "vs_st": round(base / s, 2)} for name, s in best.items()}}
 

@@ -56,7 +56,7 @@ def test_long_document_is_scored_by_its_best_window(tiny_reranker):
     prepared = tiny_reranker.prepare(QUERY, [long])
     singles = []
     for unit in prepared.units:
-        feats = tiny_reranker.features([unit])
+        feats = {k: torch.from_numpy(v) for k, v in tiny_reranker.features([unit]).items()}
         with torch.no_grad():
             singles.append(float(tiny_reranker.hf(**feats).logits[0, 0]))
     assert score == pytest.approx(1 / (1 + np.exp(-max(singles))), abs=1e-5)
@@ -141,7 +141,15 @@ def test_onnx_backend_scores_equal_torch_and_the_guard_checks_rank_order(tiny_re
     r = load_reranker(str(tiny_reranker_dir), backend="onnx", threads=1)
     assert r.backend == "onnx" and r.label.endswith("@onnx")
     np.testing.assert_allclose(r.score(QUERY, DOCS), torch_scores, atol=1e-4)
-    assert r.onnx.fidelity["mean_spearman"] > 0.999 and r.onnx.fidelity["top1_agree"].split("/")[0] != "0"
+    assert r.fidelity["mean_spearman"] > 0.999 and r.fidelity["top1_agree"].split("/")[0] != "0"
+    assert r.max_length == load_reranker(str(tiny_reranker_dir), device="cpu").max_length
+    on_torch = load_reranker(str(tiny_reranker_dir), device="cpu")
+    for mode in ("window", "truncate"):  # the same length policy: windows and cuts as on torch
+        long = ["".join(DOCS) * 3, DOCS[0]]
+        np.testing.assert_allclose(r.score(QUERY, long, truncate=mode), on_torch.score(QUERY, long, truncate=mode),
+                                   atol=1e-4)
+    short = load_reranker(str(tiny_reranker_dir), backend="onnx", threads=1, max_length=24)  # the cached export
+    assert short.max_length == 24 and type(short).__name__ == "OnnxReranker"
     monkeypatch.setenv("M3E_ONNX_MIN_RANK", "1.01")  # nothing reaches it: the guard must refuse
     with pytest.raises(M3EError, match="rank documents too differently"):
         load_reranker(str(tiny_reranker_dir), backend="onnx", threads=1)
@@ -161,3 +169,26 @@ def test_score_groups_batches_queries_together_with_the_same_scores(tiny_reranke
     assert tiny_reranker.last_stats.documents == 7 and tiny_reranker.last_stats.batches == 1
     for (q, docs), got in zip(groups, together, strict=True):
         np.testing.assert_allclose(got, tiny_reranker.score(q, docs), atol=1e-4)
+
+
+def test_an_exported_reranker_scores_without_torch(tiny_reranker_dir):
+    """After the export, a fresh process scores with ONNX Runtime alone; the scores equal torch's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from m3e import load_reranker
+
+    ref = load_reranker(str(tiny_reranker_dir), device="cpu").score(QUERY, DOCS)
+    load_reranker(str(tiny_reranker_dir), backend="onnx", threads=1)  # exported here (or already)
+    code = ("import json, sys\n"
+            "from m3e.models import load_reranker\n"
+            f"r = load_reranker({str(tiny_reranker_dir)!r}, backend='onnx', threads=1)\n"
+            f"s = r.score({QUERY!r}, {DOCS!r})\n"
+            "heavy = [n for n in ('torch', 'sentence_transformers', 'transformers') if n in sys.modules]\n"
+            "print(json.dumps({'heavy': heavy, 'scores': s.tolist()}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["heavy"] == []
+    np.testing.assert_allclose(got["scores"], ref, atol=1e-4)

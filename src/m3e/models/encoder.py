@@ -18,6 +18,7 @@ from m3e.models.encoding import (  # noqa: F401 - re-exported: the names callers
     Prepared,
     TextEncoder,
     cpu_threads,
+    hf_tokenize,
     named_prompt,
     plan_batches,
     prompt_text,
@@ -100,10 +101,7 @@ class Embedder(TextEncoder):
         return getattr(self.model, "default_prompt_name", None)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Content token ids (no special tokens, no truncation)."""
-        enc = self.tokenizer(texts, add_special_tokens=False, truncation=False, padding=False,
-                             return_attention_mask=False, verbose=False)
-        return [list(ids) for ids in enc["input_ids"]]
+        return hf_tokenize(self.tokenizer, texts)
 
     def _forward(self, features: dict[str, np.ndarray]) -> np.ndarray:
         tensors = {k: torch.from_numpy(v).to(self.device) for k, v in features.items()}

@@ -36,6 +36,13 @@ def cpu_threads(threads: int | None = None) -> int:
     return max(1, int(threads))
 
 
+def hf_tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Content token ids from a transformers tokenizer: no special tokens, no truncation, no padding."""
+    enc = tokenizer(texts, add_special_tokens=False, truncation=False, padding=False, return_attention_mask=False,
+                    verbose=False)
+    return [list(ids) for ids in enc["input_ids"]]
+
+
 @dataclass
 class EncodeStats:
     """What the last ``encode`` call did; ``truncated`` lists input indices cut at max length."""

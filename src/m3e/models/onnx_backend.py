@@ -15,10 +15,8 @@ at export time; an export below ``MIN_MEAN_COSINE`` is refused instead of silent
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +30,11 @@ from m3e.models.onnx_runtime import (  # noqa: F401 - re-exported for callers of
     FILES,
     MIN_MEAN_COSINE,
     MIN_MIN_COSINE,
+    MIN_RANK_CORRELATION,
+    MIN_TOP1_AGREEMENT,
     TOKENIZER_FILE,
     OnnxEmbedder,
+    OnnxReranker,
     check_backend,
     onnx_folder,
     open_session,
@@ -269,17 +270,32 @@ def _export_once(folder: Path, backend: str, what: str, build, report, log=None)
     return meta
 
 
+def _exportable(model, backend: str) -> None:
+    """A torch model on CPU with a fast tokenizer (whose tokenizer.json the runtime reads), or a clear error."""
+    check_backend(backend)
+    if not model.device.startswith("cpu"):
+        raise InputError(f"the {backend} backend runs on CPU; on {model.device} use --backend torch")
+    rt.require_onnxruntime()
+    if not getattr(model.tokenizer, "is_fast", False):
+        raise M3EError(f"the onnx backends need the model's fast tokenizer (tokenizer.json); {model.name} has only a "
+                       "slow one: use --backend torch")
+
+
+def _write_tokenizer(model, folder: Path) -> None:
+    (folder / TOKENIZER_FILE).write_text(model.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
+
+
+def _same_tokens(model, runner) -> None:
+    """The runtime's tokenizer.json must give the model tokenizer's ids on the fixed sentences."""
+    if runner.tokenize(FIDELITY_SENTENCES) != model.tokenize(FIDELITY_SENTENCES):
+        raise M3EError(f"{model.name}: its tokenizer.json tokenizes differently from the model's tokenizer; use "
+                       "--backend torch")
+
+
 def export_embedder(embedder, backend: str, model_dir: Path | None, threads: int, log=None,
                     load_model=None) -> OnnxEmbedder:
     """``embedder`` (torch, CPU) exported once to ONNX and checked; the runner that encodes with the export."""
-    check_backend(backend)
-    if not embedder.device.startswith("cpu"):
-        raise InputError(f"the {backend} backend runs on CPU; on {embedder.device} use --backend torch "
-                         "(bf16/fp16 autocast)")
-    rt.require_onnxruntime()
-    if not getattr(embedder.tokenizer, "is_fast", False):
-        raise M3EError(f"the onnx backends need the model's fast tokenizer (tokenizer.json); {embedder.name} has "
-                       "only a slow one: use --backend torch")
+    _exportable(embedder, backend)
     input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if embedder._wants_token_types else [])
     folder = onnx_folder(model_dir, embedder.name)
     runtime = {"input_names": input_names, "prefix": embedder._prefix, "suffix": embedder._suffix,
@@ -291,15 +307,12 @@ def export_embedder(embedder, backend: str, model_dir: Path | None, threads: int
                             fidelity=fid, load_model=load_model)
 
     def build(tmp: Path) -> dict:
-        (tmp / TOKENIZER_FILE).write_text(embedder.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
+        _write_tokenizer(embedder, tmp)
         peaks = activation_peaks(embedder)
         fp32 = _export_fp32(_transformer(embedder.model).auto_model, tmp, input_names,
                             modules=embedder._modules[1:])
         int8, kept = _quantize(fp32, tmp / FILES["onnx-int8"], peaks)
-        probe = runner(fp32, "onnx")
-        if probe.tokenize(FIDELITY_SENTENCES) != embedder.tokenize(FIDELITY_SENTENCES):
-            raise M3EError(f"{embedder.name}: its tokenizer.json tokenizes differently from the model's tokenizer; "
-                           "use --backend torch")
+        _same_tokens(embedder, runner(fp32, "onnx"))
         files = _measure_files((fp32, int8), lambda path, kind: fidelity(embedder, runner(path, kind)))
         return {"model": embedder.name, "model_dir": str(model_dir), "reduce_range": rt.int8_kernels() == "avx2",
                 "input_names": input_names, "files": files, "fp32_in_int8": kept, "runtime": runtime,
@@ -314,47 +327,18 @@ def export_embedder(embedder, backend: str, model_dir: Path | None, threads: int
 
 
 # ---- rerankers ----------------------------------------------------------------------------------------------------
-# The int8 guard of rerankers: mean Spearman of int8 vs fp32 scores over each fixed query's 36 documents (most of
-# them unrelated to it, so their order among themselves is the noisy part), and the share of queries whose best
-# document stays the same (the part a user sees). Measured on the trained m3e-reranker-small-zh candidate: mean
-# 0.980, min 0.950, top-1 8/8.
-MIN_RANK_CORRELATION = 0.95
-MIN_TOP1_AGREEMENT = 0.75
 FIDELITY_QUERIES = FIDELITY_SENTENCES[3:4] + FIDELITY_SENTENCES[6:8] + FIDELITY_SENTENCES[16:19] + \
     FIDELITY_SENTENCES[21:22] + FIDELITY_SENTENCES[24:25]
 
 
-@dataclass
-class OnnxScorer:
-    """An ONNX Runtime session that stands in for a cross-encoder's forward pass (features -> logits)."""
-
-    session: object
-    input_names: list[str]
-    path: Path
-    backend: str
-    fidelity: dict
-
-    def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        feeds = {k: features[k].cpu().numpy() for k in self.input_names}
-        return torch.from_numpy(self.session.run(None, feeds)[0])
-
-
-def rank_fidelity(reranker, runner: OnnxScorer) -> dict:
-    """How far ``runner``'s scores are from the torch fp32 path on fixed query/document pairs: what matters for a
-    reranker is the order it puts documents in, so the guard measures rank correlation and top-1 agreement, not
-    only values."""
+def rank_fidelity(reranker, runner) -> dict:
+    """How far ``runner``'s scores (an :class:`OnnxReranker`) are from ``reranker``'s (torch fp32) on fixed
+    query/document pairs: what matters for a reranker is the order it puts documents in, so the guard measures rank
+    correlation and top-1 agreement, not only values."""
     from scipy.stats import spearmanr
 
-    saved = reranker.onnx
-    ref, got = [], []
-    try:
-        for q in FIDELITY_QUERIES:
-            reranker.onnx = None
-            ref.append(reranker.score(q, FIDELITY_SENTENCES, raw=True))
-            reranker.onnx = runner
-            got.append(reranker.score(q, FIDELITY_SENTENCES, raw=True))
-    finally:
-        reranker.onnx = saved
+    ref = [reranker.score(q, FIDELITY_SENTENCES, raw=True) for q in FIDELITY_QUERIES]
+    got = [runner.score(q, FIDELITY_SENTENCES, raw=True) for q in FIDELITY_QUERIES]
     per_query = [float(spearmanr(r, g).statistic) for r, g in zip(ref, got, strict=True)]
     top1 = sum(int(np.argmax(r) == np.argmax(g)) for r, g in zip(ref, got, strict=True))
     diff = float(np.max(np.abs(reranker.activate(np.concatenate(ref)) - reranker.activate(np.concatenate(got)))))
@@ -364,41 +348,35 @@ def rank_fidelity(reranker, runner: OnnxScorer) -> dict:
             "pairs": len(FIDELITY_QUERIES) * len(FIDELITY_SENTENCES)}
 
 
-def attach_reranker(reranker, backend: str, model_dir: Path | None, threads: int, log=None) -> OnnxScorer:
-    """Give ``reranker`` an ONNX Runtime forward pass, exporting (and checking its ranking) on first use."""
-    check_backend(backend)
-    if not reranker.device.startswith("cpu"):
-        raise InputError(f"the {backend} backend runs on CPU; on {reranker.device} use --backend torch")
-    rt.require_onnxruntime()
+def export_reranker(reranker, backend: str, model_dir: Path | None, threads: int, log=None, load_model=None,
+                    max_length: int | None = None) -> OnnxReranker:
+    """``reranker`` (torch, CPU) exported once to ONNX and checked on its ranking; the runner that scores with it."""
+    _exportable(reranker, backend)
     input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if reranker._wants_token_types else [])
     folder = onnx_folder(model_dir, reranker.name + "-rerank")
+    pre, ta, mid, tb, suf = reranker._types
+    runtime = {"input_names": input_names, "pad_id": int(reranker._pad_id),
+               "template": {"pre": reranker._pre, "mid": reranker._mid, "suf": reranker._suf,
+                            "types": [list(pre), int(ta), list(mid), int(tb), list(suf)]},
+               "max_length": int(min(reranker.model.max_length or 512, 512))}
+
+    def runner(path: Path, kind: str, fid: dict | None = None) -> OnnxReranker:
+        return OnnxReranker(path, runtime, kind, threads, name=reranker.name, provenance=reranker.provenance,
+                            fidelity=fid, max_length=max_length, load_model=load_model)
 
     def build(tmp: Path) -> dict:
+        _write_tokenizer(reranker, tmp)
         peaks = _peaks(reranker.hf, lambda: [reranker.score(q, FIDELITY_SENTENCES) for q in FIDELITY_QUERIES])
         fp32 = _export_fp32(reranker.hf, tmp, input_names, output="logits")
         int8, kept = _quantize(fp32, tmp / FILES["onnx-int8"], peaks)
-        files = _measure_files((fp32, int8), lambda path, kind: rank_fidelity(
-            reranker, OnnxScorer(open_session(path, threads), input_names, path, kind, {})))
+        _same_tokens(reranker, runner(fp32, "onnx"))
+        files = _measure_files((fp32, int8), lambda path, kind: rank_fidelity(reranker, runner(path, kind)))
         return {"model": reranker.name, "kind": "reranker", "model_dir": str(model_dir), "input_names": input_names,
-                "files": files, "fp32_in_int8": kept}
+                "files": files, "fp32_in_int8": kept, "runtime": runtime}
 
     def report(f: dict) -> str:
         return (f"Spearman mean {f['mean_spearman']:.4f}, min {f['min_spearman']:.4f}, top-1 {f['top1_agree']}, "
                 f"max score diff {f['max_score_diff']:.4f} vs torch fp32")
 
     meta = _export_once(folder, backend, f"reranker {reranker.name}", build, report, log)
-    info = meta["files"][FILES[backend]]
-    fid = info["fidelity"]
-    floor = float(os.environ.get("M3E_ONNX_MIN_RANK", MIN_RANK_CORRELATION))
-    agree, total = (int(x) for x in fid["top1_agree"].split("/"))
-    top1 = min(floor / MIN_RANK_CORRELATION * MIN_TOP1_AGREEMENT, 1.0)  # M3E_ONNX_MIN_RANK=0 accepts anything
-    if not fid["mean_spearman"] >= floor or agree < top1 * total:
-        raise M3EError(f"{backend} scores of {reranker.name} rank documents too differently from torch fp32 (mean "
-                       f"Spearman {fid['mean_spearman']:.4f}, needed {floor}; the same best document for "
-                       f"{agree}/{total} queries, needed {top1:.0%}); use --backend onnx or torch (or set "
-                       "M3E_ONNX_MIN_RANK to accept it)")
-    runner = OnnxScorer(open_session(folder / FILES[backend], threads), input_names, folder / FILES[backend],
-                        backend, fid)
-    reranker.onnx = runner
-    reranker.backend = backend
-    return runner
+    return runner(folder / FILES[backend], backend, rt.check_rank_fidelity(meta, backend, reranker.name))

@@ -1,10 +1,11 @@
 """Rerankers: cross-encoders that read a query and a document together and give the pair one relevance score.
 
-The model is a sentence-transformers ``CrossEncoder`` (its own forward pass, so scores equal
-``CrossEncoder.predict``); around it we do what the embedder does: length-sorted token-budget batches, a report of
-what was cut, threads and an ONNX Runtime backend. Long documents are never cut silently: by default a document
-over the model's length is split into overlapping windows and scored by its best window (``last_stats`` says
-which documents and which window won).
+Around the model we do what the embedder does: length-sorted token-budget batches, a report of what was cut,
+threads and an ONNX Runtime backend. Long documents are never cut silently: by default a document over the
+model's length is split into overlapping windows and scored by its best window (``last_stats`` says which
+documents and which window won). That part is :class:`PairScorer` (numpy only); the forward pass is a
+sentence-transformers ``CrossEncoder``'s own (:class:`Reranker`, so scores equal ``CrossEncoder.predict``) or an
+ONNX Runtime session (:class:`m3e.models.onnx_runtime.OnnxReranker`, no torch).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from m3e.errors import InputError, InputTooLong
-from m3e.models.encoding import TRUNCATE_MODES, plan_batches, validate_texts
+from m3e.models.encoding import TRUNCATE_MODES, hf_tokenize, plan_batches, validate_texts
 
 WINDOW_OVERLAP = 0.25  # of a window: an answer on a window's edge is read whole by the next one
 QUERY_SHARE = 0.5  # a query longer than this share of the room is cut (counted), so documents keep room
@@ -62,7 +62,7 @@ class PreparedPairs:
     tokens: list[int] = field(default_factory=list)  # per document: tokens it feeds the model
 
 
-def _pair_template(tokenizer) -> dict:
+def pair_template(tokenizer) -> dict:
     """Where a pair's two texts sit in the tokenizer's template: the special ids before, between and after them,
     and the segment id of each part (BERT: 0 for the query, 1 for the document)."""
     a, b = "m3e probe 你好", "second 文档"
@@ -86,44 +86,25 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))).astype(np.float32)
 
 
-class Reranker:
-    """A loaded cross-encoder: ``score(query, docs)`` -> relevance in [0, 1] (or raw logits), ``rank`` -> sorted."""
+class PairScorer:
+    """Scoring shared by every reranker: ``score(query, docs)`` -> relevance in [0, 1] (or raw logits), ``rank`` ->
+    sorted. A subclass sets ``name``, ``provenance``, ``device``, ``backend`` and the pair template (``_pre``,
+    ``_mid``, ``_suf``, ``_types``, ``_pad_id``, ``_wants_token_types``), and gives ``max_length``, ``tokenize``
+    and ``_forward`` (padded pairs -> logits)."""
 
     kind = "reranker"
 
-    def __init__(self, model, *, name: str = "reranker", provenance: str = "") -> None:
-        num_labels = int(getattr(model, "num_labels", 1) or 1)
-        if num_labels != 1:
-            raise InputError(f"{name} is a cross-encoder with {num_labels} labels (a pair classifier such as NLI), "
-                             "not a reranker: a reranker gives one relevance score per pair")
-        self.model = model
-        self.name = name
-        self.provenance = provenance
-        self.tokenizer = model.tokenizer
-        self.hf = model[0].model  # the transformers ...ForSequenceClassification
-        self.device = str(model.device)
-        self.backend = "torch"
-        self.onnx = None  # an m3e.models.onnx_backend.OnnxScorer standing in for the forward pass
-        self.last_stats = RerankStats()
-        t = _pair_template(self.tokenizer)
-        self._pre, self._mid, self._suf = t["pre"], t["mid"], t["suf"]
-        self._types = t["types"]
+    def _set_template(self, template: dict, pad_id: int, wants_token_types: bool) -> None:
+        self._pre, self._mid, self._suf = list(template["pre"]), list(template["mid"]), list(template["suf"])
+        self._types = tuple(template["types"])
         self._extra = len(self._pre) + len(self._mid) + len(self._suf)
-        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self._wants_token_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", [])
+        self._pad_id = pad_id
+        self._wants_token_types = wants_token_types
+        self.last_stats = RerankStats()
 
     @property
     def label(self) -> str:
         return self.name if self.backend == "torch" else f"{self.name}@{self.backend}"
-
-    @property
-    def max_length(self) -> int:
-        return int(min(self.model.max_length or 512, 512))
-
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        enc = self.tokenizer(texts, add_special_tokens=False, truncation=False, padding=False,
-                             return_attention_mask=False, verbose=False)
-        return [list(ids) for ids in enc["input_ids"]]
 
     # ---- the length policy ------------------------------------------------------------------------------------
     def prepare(self, query: str, documents: Sequence[str], *, truncate: str = "window",
@@ -212,25 +193,25 @@ class Reranker:
         batches = plan_batches([len(u) for u in units], 0, batch_size, max_batch_tokens)
         if stats is not None:
             stats.batches += len(batches)
-        out = torch.empty(len(units), 1, dtype=torch.float32)
+        out = np.empty((len(units), 1), dtype=np.float32)
         progress = None
         if show_progress or (show_progress is None and len(units) >= 2000):
             from tqdm.auto import tqdm
 
             progress = tqdm(total=len(units), desc=f"rerank {self.name}", unit="pair", leave=False, disable=None)
-        with torch.inference_mode():
-            for batch in batches:
-                features = self.features([units[k] for k in batch])
-                if stats is not None:
-                    stats.tokens += int(features["attention_mask"].sum())
-                out[torch.tensor(batch)] = self.forward(features).float().reshape(-1, 1).cpu()
-                if progress is not None:
-                    progress.update(len(batch))
+        for batch in batches:
+            features = self.features([units[k] for k in batch])
+            if stats is not None:
+                stats.tokens += int(features["attention_mask"].sum())
+            out[batch] = np.asarray(self._forward(features), dtype=np.float32).reshape(-1, 1)
+            if progress is not None:
+                progress.update(len(batch))
         if progress is not None:
             progress.close()
-        return out.numpy()
+        return out
 
-    def features(self, batch: Sequence[PairUnit]) -> dict[str, torch.Tensor]:
+    def features(self, batch: Sequence[PairUnit]) -> dict[str, np.ndarray]:
+        """Padded int64 model inputs of pair units."""
         width = max(len(u) for u in batch)
         input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -240,15 +221,14 @@ class Reranker:
             mask[r, :len(u)] = 1
             if types is not None:
                 types[r, :len(u)] = u.types
-        features = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+        features = {"input_ids": input_ids, "attention_mask": mask}
         if types is not None:
-            features["token_type_ids"] = torch.from_numpy(types)
-        return {k: v.to(self.device) for k, v in features.items()}
+            features["token_type_ids"] = types
+        return features
 
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.onnx is not None:
-            return self.onnx(features)
-        return self.hf(**features).logits
+    def _forward(self, features: dict[str, np.ndarray]) -> np.ndarray:  # pragma: no cover - abstract
+        """Padded pairs -> one logit each."""
+        raise NotImplementedError
 
     # ---- the public calls -------------------------------------------------------------------------------------
     def score(self, query: str, documents: Sequence[str], *, batch_size: int = 32, max_batch_tokens: int = 16384,
@@ -308,6 +288,41 @@ class Reranker:
         docs = list(documents)
         return [{"corpus_id": i, "score": float(scores[i]), **({"text": docs[i]} if return_documents else {})}
                 for i in order]
+
+
+class Reranker(PairScorer):
+    """A loaded sentence-transformers ``CrossEncoder`` with one label, scored by its own forward pass (torch)."""
+
+    def __init__(self, model, *, name: str = "reranker", provenance: str = "", max_length: int | None = None) -> None:
+        num_labels = int(getattr(model, "num_labels", 1) or 1)
+        if num_labels != 1:
+            raise InputError(f"{name} is a cross-encoder with {num_labels} labels (a pair classifier such as NLI), "
+                             "not a reranker: a reranker gives one relevance score per pair")
+        self.model = model
+        self.name = name
+        self.provenance = provenance
+        self.tokenizer = model.tokenizer
+        self.hf = model[0].model  # the transformers ...ForSequenceClassification
+        self.device = str(model.device)
+        self.backend = "torch"
+        self._limit = max_length  # the caller's, else the model's own
+        pad = self.tokenizer.pad_token_id
+        self._set_template(pair_template(self.tokenizer), pad if pad is not None else 0,
+                           "token_type_ids" in getattr(self.tokenizer, "model_input_names", []))
+
+    @property
+    def max_length(self) -> int:
+        return int(min(self._limit or self.model.max_length or 512, 512))
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return hf_tokenize(self.tokenizer, texts)
+
+    def _forward(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        tensors = {k: torch.from_numpy(v).to(self.device) for k, v in features.items()}
+        with torch.inference_mode():
+            return self.hf(**tensors).logits.float().reshape(-1, 1).cpu().numpy()
 
     def save(self, path) -> None:
         from m3e.utils.atomic import atomic_dir

@@ -209,38 +209,58 @@ def load_reranker(
     max_length: int | None = None,
     log=None,
 ):
-    """Resolve ``name`` and return an :class:`m3e.models.reranker.Reranker` (a CrossEncoder folder, a hub id or a
-    built-in reranker); an embedding model here is a clear error."""
-    from m3e.models.encoder import pick_device, set_threads
-    from m3e.models.onnx_backend import attach_reranker
-    from m3e.models.onnx_runtime import check_backend
-    from m3e.models.reranker import Reranker
+    """Resolve ``name`` and return a reranker (a CrossEncoder folder, a hub id or a built-in reranker):
+    :class:`m3e.models.reranker.Reranker` (torch), or for ``backend`` "onnx" / "onnx-int8" an
+    :class:`m3e.models.onnx_runtime.OnnxReranker` (exported and checked on first use, then loaded without torch).
+    An embedding model here is a clear error."""
+    from m3e.models.onnx_runtime import FILES, OnnxReranker, check_backend, check_rank_fidelity, exported, onnx_folder
 
     check_backend(backend)
-    used = set_threads(threads)
     resolved = resolve(name)
     if resolved.role != "reranker":
         raise InputError(f"{resolved.name} is an embedding model (it turns one text into a vector), not a reranker "
                          "(a cross-encoder that reads a query and a document together); use it as --model, or "
                          "name a CrossEncoder folder or hub id such as BAAI/bge-reranker-base")
-    device = pick_device(device if backend == "torch" or device else "cpu")
-    from sentence_transformers import CrossEncoder
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    try:
-        ce = CrossEncoder(str(resolved.path), device=device, local_files_only=True,
-                          trust_remote_code=trust_remote_code, model_kwargs={"use_safetensors": True},
-                          max_length=max_length)
-    except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            raise ModelNotFoundError(f"{resolved.name} needs custom code from its repository. m3e runs none by "
-                                     "default; pass --trust-remote-code only if you trust its authors.") from None
-        raise
-    reranker = Reranker(ce, name=resolved.name, provenance=resolved.provenance)
+    def load_ce(on: str = "cpu"):
+        from sentence_transformers import CrossEncoder
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        try:
+            return CrossEncoder(str(resolved.path), device=on, local_files_only=True,
+                                trust_remote_code=trust_remote_code, model_kwargs={"use_safetensors": True})
+        except ValueError as exc:
+            if "trust_remote_code" in str(exc):
+                raise ModelNotFoundError(f"{resolved.name} needs custom code from its repository. m3e runs none by "
+                                         "default; pass --trust-remote-code only if you trust its authors.") from None
+            raise
+
     if backend != "torch":
-        attach_reranker(reranker, backend, resolved.path, used, log=log)
-    return reranker
+        if device not in (None, "auto") and not str(device).startswith("cpu"):
+            raise InputError(f"the {backend} backend runs on CPU; on {device} use --backend torch")
+        from m3e.models.encoding import cpu_threads
+
+        used = cpu_threads(threads)
+        folder = onnx_folder(resolved.path, resolved.name + "-rerank")
+        meta = exported(resolved.path, resolved.name + "-rerank", backend)
+        if meta is not None:
+            return OnnxReranker(folder / FILES[backend], meta["runtime"], backend, used, name=resolved.name,
+                                provenance=resolved.provenance,
+                                fidelity=check_rank_fidelity(meta, backend, resolved.name), max_length=max_length,
+                                load_model=load_ce)
+    from m3e.models.encoder import pick_device, set_threads
+    from m3e.models.reranker import Reranker
+
+    used = set_threads(threads)
+    device = pick_device(device if backend == "torch" else "cpu")
+    reranker = Reranker(load_ce(device), name=resolved.name, provenance=resolved.provenance, max_length=max_length)
+    if backend == "torch":
+        return reranker
+    from m3e.models.onnx_backend import export_reranker
+
+    return export_reranker(reranker, backend, resolved.path, used, log=log, load_model=load_ce,
+                           max_length=max_length)
 
 
 def load_any(name: str | None = None, **kwargs):
