@@ -12,21 +12,7 @@ import numpy as np
 import torch
 
 from m3e.errors import InputError
-from m3e.models.encoding import (  # noqa: F401 - re-exported: the names callers know this module by
-    TRUNCATE_MODES,
-    EncodeStats,
-    Prepared,
-    TextEncoder,
-    cpu_threads,
-    hf_tokenize,
-    named_prompt,
-    plan_batches,
-    prompt_text,
-    result_label,
-    role_prompt,
-    special_framing,
-    validate_texts,
-)
+from m3e.models.encoding import EncodeStats, TextEncoder, cpu_threads, hf_tokenize, special_framing
 
 
 def set_threads(threads: int | None = None) -> int:

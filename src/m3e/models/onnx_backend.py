@@ -9,7 +9,7 @@ a read-only hub cache), written to a temporary folder and renamed, so a killed e
 Why our own export instead of ``SentenceTransformer(backend="onnx")``: that path needs optimum, which does
 not follow transformers 5, and it neither fuses attention for our encoder nor checks the quantized vectors.
 Here the fidelity guard measures mean and minimum cosine against the torch fp32 path on a fixed sentence set
-at export time; an export below ``MIN_MEAN_COSINE`` is refused instead of silently serving worse vectors.
+at export time; an export below ``onnx_runtime.MIN_MEAN_COSINE`` is refused instead of silently serving worse vectors.
 """
 
 from __future__ import annotations
@@ -24,20 +24,14 @@ import torch
 
 from m3e.errors import InputError, M3EError
 from m3e.models import onnx_runtime as rt
-from m3e.models.onnx_runtime import (  # noqa: F401 - re-exported for callers of the export module
-    BACKENDS,
+from m3e.models.onnx_runtime import (
     EXPORT_VERSION,
     FILES,
-    MIN_MEAN_COSINE,
-    MIN_MIN_COSINE,
-    MIN_RANK_CORRELATION,
-    MIN_TOP1_AGREEMENT,
     TOKENIZER_FILE,
     OnnxEmbedder,
     OnnxReranker,
     check_backend,
     onnx_folder,
-    open_session,
 )
 
 # Architectures whose attention/LayerNorm/GELU patterns ONNX Runtime's BERT optimizer fuses.

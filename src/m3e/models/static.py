@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from m3e.models.encoder import Embedder, EncodeStats
+from m3e.models.encoder import Embedder
+from m3e.models.encoding import EncodeStats
 
 # A static model has no position table, so no length limit of its own; this only keeps arithmetic finite.
 NO_LIMIT = 1 << 24
