@@ -194,10 +194,9 @@ def _tokenizer(path: Path):
     return tok
 
 
-def exported(model_dir: Path | None, name: str, backend: str) -> dict | None:
-    """``export.json`` of ``name``'s current export when it holds ``backend``'s file and the runtime facts, else
-    None (not exported yet, an older export format, or a model whose tokenizer has no ``tokenizer.json``)."""
-    folder = onnx_folder(model_dir, name)
+def exported(folder: Path, backend: str) -> dict | None:
+    """``export.json`` of the export in ``folder`` (:func:`onnx_folder`) when it holds ``backend``'s file and the
+    runtime facts, else None (not exported yet, an older export format, or no ``tokenizer.json``)."""
     try:
         meta = json.loads((folder / "export.json").read_text())
     except (OSError, ValueError):

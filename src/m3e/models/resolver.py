@@ -175,9 +175,10 @@ def load_model(
         from m3e.models.encoding import cpu_threads
 
         used = cpu_threads(threads)
-        meta = exported(resolved.path, resolved.name, backend)
+        folder = onnx_folder(resolved.path, resolved.name)
+        meta = exported(folder, backend)
         if meta is not None:
-            return OnnxEmbedder(onnx_folder(resolved.path, resolved.name) / FILES[backend], meta["runtime"], backend,
+            return OnnxEmbedder(folder / FILES[backend], meta["runtime"], backend,
                                 used, name=resolved.name, provenance=resolved.provenance,
                                 fidelity=check_fidelity(meta, backend, resolved.name), load_model=load_st)
     from m3e.models.encoder import Embedder, pick_device, set_threads
@@ -243,7 +244,7 @@ def load_reranker(
 
         used = cpu_threads(threads)
         folder = onnx_folder(resolved.path, resolved.name + "-rerank")
-        meta = exported(resolved.path, resolved.name + "-rerank", backend)
+        meta = exported(folder, backend)
         if meta is not None:
             return OnnxReranker(folder / FILES[backend], meta["runtime"], backend, used, name=resolved.name,
                                 provenance=resolved.provenance,
