@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -32,6 +33,11 @@ def test_recipe_validation(tmp_path):
     bad.write_text("base: x\nsources: [{path: a.tsv, passages: {size: 4, bogus: 1}}]\n", encoding="utf-8")
     with pytest.raises(InputError, match="passages takes a mapping"):
         load_recipe(bad)
+    for where in ("WMT_newstest_zh-en/damo_mt_testsets_zh2en_news_wmt18.csv",
+                  "../shared/data/STS-B/STS-B.valid.data"):  # held back wherever the data folder is
+        bad.write_text(f"base: x\nsources: [{{path: a.tsv}}, {{path: {where}}}]\n", encoding="utf-8")
+        with pytest.raises(InputError, match=r"source 1 \(.*\) is an EVALUATION file"):
+            load_recipe(bad)
     bad.write_text("base: x\nsources: []\nmax_records: 0\n", encoding="utf-8")
     with pytest.raises(InputError, match="max_records is a positive whole number"):
         load_recipe(bad)
@@ -48,15 +54,22 @@ def test_shipped_recipe_sources_on_real_data(shared_data, tmp_path):
     every record of each source (the recipe without its cap), then the recipe's own 600-per-source sample."""
     from m3e.data.records import read_source
     from m3e.data.texthash import norm
-    from m3e.evaluation.builtin import BUILTIN_TASKS
+    from m3e.evaluation.builtin import BUILTIN_TASKS, HELD_BACK_FILES
     from m3e.training.recipe import evaluation_texts
 
     shipped = load_recipe(RECIPES / "m3e-small-zh.yaml")
     assert shipped["max_records"] == 600 and shipped["train"]["merge_scale"] == 0.7
     recipe = {k: v for k, v in shipped.items() if k != "max_records"}
     sources, report, sizes = build_sources(recipe, shared_data, cache_dir=tmp_path / "cache")
-    assert len(sizes) == len(BUILTIN_TASKS) and sum(sizes.values()) > 250_000
+    assert len(sizes) == len(BUILTIN_TASKS) + len(HELD_BACK_FILES) and sum(sizes.values()) > 250_000
     texts, _ = evaluation_texts(shared_data)
+    for spec in HELD_BACK_FILES:  # evaluation files no task reads are held back too, every text field of them
+        rows = list(csv.reader((shared_data / spec["path"]).open(encoding="utf-8"),
+                               delimiter="\t" if spec["format"] == "tsv" else ","))
+        if spec["format"] == "csv":
+            rows = rows[1:]  # header
+        held = {norm(t) for row in rows for t in row[:2]}
+        assert len(held) > 2000 and held <= texts, spec["path"]
     for spec, source in zip(recipe["sources"], sources, strict=True):
         options = {k: v for k, v in spec.items() if k not in ("path", "max_records", "license")}
         mem = read_source(shared_data / spec["path"], **options)
@@ -84,9 +97,10 @@ def test_shipped_recipe_sources_on_real_data(shared_data, tmp_path):
         mem.sample(limit)  # the same fixed-seed sample as --max-records 600 draws
         kept = [r for r in mem.records if norm(r.anchor) not in texts and norm(r.positive) not in texts]
         assert len(source) == len(kept) and source.batch([0])[0].anchor == kept[0].anchor, source.name
-    # m3e-small-zh v2 was trained on 12,093 (model card); the STSb multi-MT test and dev sentences (issue 38), some
-    # of them Chinese STS-B sentences, now filter 11 more
-    assert sum(len(s) for s in capped) == 12_082
+    # the first v2 was trained on 12,093 (with 598 WMT18 pairs); the STSb multi-MT test and dev sentences filter 11
+    # more, and the held-back evaluation files (WMT18 is no source now; STS-B valid) leave 12,054
+    assert sum(len(s) for s in capped) == 12_054
+    assert not any("wmt" in s.name.lower() for s in capped)
 
 
 def test_v1_recipe_passages_hold_no_evaluation_text(shared_data, tmp_path):

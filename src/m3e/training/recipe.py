@@ -80,6 +80,7 @@ def check_sources(path: Path, sources) -> None:
         options = spec.get("passages")
         if options is not None and (not isinstance(options, dict) or set(options) - PASSAGE_KEYS):
             raise InputError(f"{path}: source {i}: passages takes a mapping with keys {sorted(PASSAGE_KEYS)}")
+    check_not_held_back(path, sources)
 
 
 FILTER_FILE_KEYS = {"path", "format", "columns", "encoding"}
@@ -115,9 +116,9 @@ def task_texts(data) -> list[str]:
 
 def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tuple[set[str], dict[str, int]]:
     """The texts of the built-in evaluation and validation tasks (all, or ``task_names``; an empty list: none),
-    and how many each task has."""
+    and how many each task has. "All" also holds back the evaluation files no task reads (HELD_BACK_FILES)."""
     from m3e.data.texthash import norm
-    from m3e.evaluation.builtin import BUILTIN_TASKS, select_tasks
+    from m3e.evaluation.builtin import BUILTIN_TASKS, HELD_BACK_FILES, select_tasks
 
     texts: set[str] = set()
     sizes: dict[str, int] = {}
@@ -127,7 +128,23 @@ def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tup
         found = {norm(t) for t in task_texts(task.load(data_dir))}
         sizes[task.name] = len(found)
         texts |= found
+    for spec in () if task_names else HELD_BACK_FILES:
+        found = {norm(t) for t in file_texts(data_dir, spec)}
+        sizes[f"file:{spec['path']}"] = len(found)
+        texts |= found
     return texts, sizes
+
+
+def check_not_held_back(path: Path, specs: list[dict]) -> None:
+    """A source that points at an evaluation file no task reads is a mistake, not data to filter to nothing."""
+    from m3e.evaluation.builtin import HELD_BACK_FILES
+
+    held = {Path(f["path"]).as_posix() for f in HELD_BACK_FILES}
+    for i, spec in enumerate(specs):
+        where = Path(str(spec["path"])).as_posix()
+        if any(where == h or where.endswith("/" + h) for h in held):
+            raise InputError(f"{path}: source {i} ({spec['path']}) is an EVALUATION file of the data folder "
+                             "(held back from training; see the data folder's README)")
 
 
 def read_sources(specs: list[dict], base: Path, cache_dir: Path | None = None, caps: list[int] = ()):
@@ -197,7 +214,9 @@ def run_recipe(path: Path, data_dir: Path, output: Path | None = None, device: s
 
     recipe = load_recipe(path)
     sources, report, sizes = build_sources(recipe, data_dir, cache_dir, max_records)
-    print(f"test-overlap filter against {sum(sizes.values()):,} evaluation texts of {len(sizes)} tasks:")
+    files = sum(k.startswith("file:") for k in sizes)
+    print(f"test-overlap filter against {sum(sizes.values()):,} evaluation texts of {len(sizes) - files} tasks and "
+          f"{files} held-back files:")
     for name, counts in report.items():
         print(f"  {name}: kept {counts['kept']:,}, dropped {counts['dropped_records']:,} records, removed "
               f"{counts['removed_negatives']:,} negatives")
