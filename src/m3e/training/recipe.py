@@ -114,21 +114,22 @@ def task_texts(data) -> list[str]:
     return out
 
 
-def evaluation_texts(data_dir: Path, task_names: list[str] | None = None) -> tuple[set[str], dict[str, int]]:
-    """The texts of the built-in evaluation and validation tasks (all, or ``task_names``; an empty list: none),
-    and how many each task has. "All" also holds back the evaluation files no task reads (HELD_BACK_FILES)."""
-    from m3e.data.texthash import norm
+def evaluation_texts(data_dir: Path, task_names: list[str] | None = None,
+                     files: list[dict] = ()) -> tuple[set[str], dict[str, int]]:
+    """The texts of the built-in evaluation and validation tasks (all, or ``task_names``; an empty list: none)
+    and of held-back ``files`` (a recipe's ``filter_files``), and how many each has. "All" also holds back the
+    evaluation files no task reads (HELD_BACK_FILES)."""
     from m3e.evaluation.builtin import BUILTIN_TASKS, HELD_BACK_FILES, select_tasks
 
     texts: set[str] = set()
     sizes: dict[str, int] = {}
-    if task_names is not None and not task_names:  # `filter_tasks: []`: data with no built-in task in it
-        return texts, sizes
-    for task in select_tasks(task_names) if task_names else BUILTIN_TASKS.values():
+    tasks = [] if task_names is not None and not task_names else (  # `filter_tasks: []`: no built-in task
+        select_tasks(task_names) if task_names else BUILTIN_TASKS.values())
+    for task in tasks:
         found = {norm(t) for t in task_texts(task.load(data_dir))}
         sizes[task.name] = len(found)
         texts |= found
-    for spec in () if task_names else HELD_BACK_FILES:
+    for spec in [*(() if task_names is not None else HELD_BACK_FILES), *files]:
         found = {norm(t) for t in file_texts(data_dir, spec)}
         sizes[f"file:{spec['path']}"] = len(found)
         texts |= found
@@ -193,11 +194,7 @@ def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None, m
     cap from any of the three draws the same fixed-seed sample."""
     sources, passages = read_sources(recipe["sources"], data_dir, cache_dir,
                                      [c for c in (recipe.get("max_records"), max_records) if c])
-    texts, sizes = evaluation_texts(data_dir, recipe.get("filter_tasks"))
-    for spec in recipe.get("filter_files") or []:  # held-back files that no built-in task reads
-        found = {norm(t) for t in file_texts(data_dir, spec)}
-        sizes[f"file:{spec['path']}"] = len(found)
-        texts |= found
+    texts, sizes = evaluation_texts(data_dir, recipe.get("filter_tasks"), recipe.get("filter_files") or [])
     report = filter_sources(sources, banned_hashes(texts))
     for i, options in passages.items():  # after the filter: passages hold no evaluation text
         sources[i] = to_passages(sources[i].to_memory(), **options)
