@@ -175,3 +175,55 @@ def test_array_plan_equals_the_record_by_record_rule(seed):
     got, _, _ = source_batches(src.hashes(), 8, np.random.default_rng(seed))
     order = np.random.default_rng(seed).permutation(400)
     assert got.tolist() == naive_plan(src.hashes(), 8, order)
+
+
+def _aligned(tmp_path, zh_rows, en_rows, header=True):
+    zh, en = tmp_path / "train-zh.csv", tmp_path / "train-en.csv"
+    head = "sentence1,sentence2,score\n" if header else ""
+    zh.write_text(head + "".join(f"{a},{b},{s}\n" for a, b, s in zh_rows), encoding="utf-8")
+    en.write_text(head + "".join(f"{a},{b},{s}\n" for a, b, s in en_rows), encoding="utf-8")
+    return zh, en
+
+
+def test_parallel_files_pair_row_i_with_row_i(tmp_path):
+    """Two row-aligned files (a table and its translation) -> one pair per row and entry of `pairs`, equal to a
+    naive zip of the two files; the cached (Arrow) reader gives the same records as the in-memory one."""
+    from m3e.data.prepared import prepare_source
+
+    zh_rows = [(f"中文句子{i}", f"另一个中文句子{i}", i % 5) for i in range(12)]
+    en_rows = [(f"english sentence {i}", f"another english sentence {i}", i % 5) for i in range(12)]
+    zh, en = _aligned(tmp_path, zh_rows, en_rows)
+    spec = {"path": str(en), "pairs": {"sentence1": "sentence1", "sentence2": "sentence2"}}
+    source = read_source(zh, parallel=spec)
+    naive = [(z[c], e[c]) for z, e in zip(zh_rows, en_rows, strict=True) for c in (0, 1)]
+    assert source.kind == "pair" and [(r.anchor, r.positive) for r in source.records] == naive
+    cached = prepare_source(zh, tmp_path / "cache", parallel=spec).to_memory()
+    assert [(r.anchor, r.positive) for r in cached.records] == naive
+    # the translation is part of the cache key: editing it is never served from the old entry
+    en.write_text(en.read_text(encoding="utf-8").replace("english sentence 3,", "an English sentence 3,"),
+                  encoding="utf-8")
+    again = prepare_source(zh, tmp_path / "cache", parallel=spec).to_memory()
+    assert ("中文句子3", "an English sentence 3") in [(r.anchor, r.positive) for r in again.records]
+    # one direction only, and headerless files with the source's columns
+    (tmp_path / "x").mkdir()
+    zh2, en2 = _aligned(tmp_path / "x", zh_rows, en_rows, header=False)
+    one = read_source(zh2, format="csv", columns=["sentence1", "sentence2", "score"],
+                      parallel={"path": str(en2), "pairs": {"sentence2": "sentence2"}})
+    assert [(r.anchor, r.positive) for r in one.records] == [(z[1], e[1]) for z, e in zip(zh_rows, en_rows,
+                                                                                        strict=True)]
+
+
+def test_parallel_files_refuse_misalignment_and_count_bad_rows(tmp_path):
+    zh_rows = [(f"句子{i}", f"句{i}", 1) for i in range(5)]
+    en_rows = [(f"sentence {i}", f"s {i}", 1) for i in range(6)]
+    zh, en = _aligned(tmp_path, zh_rows, en_rows)
+    with pytest.raises(InputError, match=r"train-zh.csv: 5 rows, but its parallel file .*train-en.csv has 6"):
+        read_source(zh, parallel={"path": str(en), "pairs": {"sentence1": "sentence1"}})
+    with pytest.raises(InputError, match=r"train-en.csv: parallel pairs name column\(s\) \['text'\]"):
+        read_source(zh, parallel={"path": str(en), "pairs": {"sentence1": "text"}})
+    with pytest.raises(InputError, match="parallel takes a mapping with 'path'"):
+        read_source(zh, parallel={"path": str(en)})
+    en.write_text("sentence1,sentence2,score\n" + "".join(f"sentence {i},s {i},1\n" for i in range(4))
+                  + "bad,row,with,extra,fields\n", encoding="utf-8")
+    source = read_source(zh, parallel={"path": str(en), "pairs": {"sentence1": "sentence1"}})
+    assert len(source) == 4 and sum(source.skipped.values()) == 1 and "malformed" in source.skipped.summary()

@@ -38,6 +38,13 @@ def test_recipe_validation(tmp_path):
         bad.write_text(f"base: x\nsources: [{{path: a.tsv}}, {{path: {where}}}]\n", encoding="utf-8")
         with pytest.raises(InputError, match=r"source 1 \(.*\) is an EVALUATION file"):
             load_recipe(bad)
+    bad.write_text("base: x\nsources: [{path: a.tsv, parallel: {path: "
+                   "WMT_newstest_zh-en/damo_mt_testsets_zh2en_news_wmt18.csv, pairs: {a: b}}}]\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"source 0 \(.*wmt18.csv\) is an EVALUATION file"):
+        load_recipe(bad)  # the translation side of a parallel source is checked too
+    bad.write_text("base: x\nsources: [{path: a.tsv, parallel: {path: b.tsv, pairs: [a]}}]\n", encoding="utf-8")
+    with pytest.raises(InputError, match="source 0: parallel takes a mapping"):
+        load_recipe(bad)
     bad.write_text("base: x\nsources: []\nmax_records: 0\n", encoding="utf-8")
     with pytest.raises(InputError, match="max_records is a positive whole number"):
         load_recipe(bad)
@@ -186,6 +193,25 @@ def test_max_records_caps_every_source(tmp_path):
     kept = [(r.anchor, r.positive) for r in capped[0].to_memory().records]
     assert kept == [(r.anchor, r.positive) for r in again[0].to_memory().records]
     assert set(kept) <= {(r.anchor, r.positive) for r in full[0].to_memory().records}
+
+
+def test_parallel_source_under_the_data_folder_goes_through_the_filter(tmp_path):
+    """A parallel source's second file is found under --data-dir like its first, and a pair with an evaluation
+    text on either side is dropped by the test-overlap filter."""
+    data = tmp_path / "data"
+    (data / "STS-B").mkdir(parents=True)
+    (data / "STS-B" / "STS-B.test.data").write_text("测试句子\ta test sentence\t3\n", encoding="utf-8")
+    (data / "mt").mkdir()
+    (data / "mt" / "train.zh").write_text("".join(f"中文{i}\n" for i in range(6)) + "测试句子\n", encoding="utf-8")
+    (data / "mt" / "train.en").write_text("".join(f"english {i}\n" for i in range(7)), encoding="utf-8")
+    recipe = {"base": "unused", "filter_tasks": ["STSB"],
+              "sources": [{"path": "mt/train.zh", "format": "tsv", "columns": ["text"], "name": "zh-en",
+                           "parallel": {"path": "mt/train.en", "pairs": {"text": "text"}}}]}
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe), encoding="utf-8")
+    [source], report, _ = build_sources(load_recipe(tmp_path / "r.yaml"), data, tmp_path / "cache")
+    pairs = [(r.anchor, r.positive) for r in source.to_memory().records]
+    assert pairs == [(f"中文{i}", f"english {i}") for i in range(6)]
+    assert report["zh-en"]["dropped_records"] == 1
 
 
 def test_finetune_sources_file_takes_a_recipes_source_keys(tmp_path):

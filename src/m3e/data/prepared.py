@@ -45,7 +45,7 @@ from m3e.utils.paths import m3e_home
 CACHE_FORMAT = 1
 CHUNK = 65_536  # rows per Arrow record batch while converting
 PREPARED = "m3e-prepared.json"  # marks a folder written by `m3e data prepare`
-CONTENT_OPTIONS = ("format", "encoding", "columns", "rename", "replace", "max_negatives")
+CONTENT_OPTIONS = ("format", "encoding", "columns", "rename", "replace", "max_negatives", "parallel")
 
 
 def default_cache_dir() -> Path:
@@ -58,6 +58,10 @@ def source_key(path: Path, options: dict) -> str:
     from m3e.utils.paths import file_digest
 
     wanted = {k: options.get(k) for k in CONTENT_OPTIONS}
+    twin = Path(options["parallel"]["path"]) if isinstance(options.get("parallel"), dict) else None
+    if twin is not None:  # the translation's contents are part of the records too
+        wanted["parallel"] = {**options["parallel"], "path": str(twin.resolve()),
+                              "content": file_digest(twin) if twin.is_file() else None}
     blob = json.dumps({"cache": CACHE_FORMAT, "path": str(path.resolve()), "size": path.stat().st_size,
                        "content": file_digest(path), "options": wanted}, sort_keys=True, ensure_ascii=False)
     return f"{path.stem[:40]}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
@@ -85,7 +89,7 @@ def build_cache(path: Path, folder: Path, name: str, options: dict, progress=Non
     any_negatives = False
     scores: set[float] = set()
     rows = file_rows(path, options.get("format"), options.get("encoding"), options.get("columns"),
-                     options.get("rename"), options.get("replace"))
+                     options.get("rename"), options.get("replace"), options.get("parallel"))
     with atomic_dir(folder) as tmp:
         writer = pa.ipc.new_file(str(tmp / "records.arrow"), _schema())
 

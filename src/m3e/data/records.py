@@ -304,10 +304,26 @@ def _kbqa_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
         yield start, row
 
 
+PARALLEL_KEYS = {"path", "pairs", "format", "encoding", "columns"}
+
+
+def check_parallel(spec, where: str) -> None:
+    """``parallel: {path, pairs: {this column: other column}, [format, encoding, columns]}``."""
+    if (not isinstance(spec, dict) or set(spec) - PARALLEL_KEYS or not isinstance(spec.get("path"), str)
+            or not isinstance(spec.get("pairs"), dict) or not spec["pairs"]
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in spec["pairs"].items())):
+        raise InputError(f"{where}: parallel takes a mapping with 'path' (the row-aligned file), 'pairs' (this file's "
+                         "column: the other file's column, e.g. {sentence1: sentence1}) and optionally format, "
+                         "encoding, columns")
+
+
 def file_rows(path: Path, format: str | None = None, encoding: str | None = None,  # noqa: A002
               columns: list[str] | None = None, rename: dict[str, str] | None = None,
-              replace: dict[str, str] | None = None) -> Iterator[tuple[int, dict | None]]:
+              replace: dict[str, str] | None = None, parallel: dict | None = None) -> Iterator[tuple[int, dict | None]]:
     """(line or row number, row) of a training file, streamed; see :func:`read_source` for the options."""
+    if parallel:
+        yield from _parallel_rows(path, format, encoding, columns, rename, replace, parallel)
+        return
     suffix = f".{format.lower().lstrip('.')}" if format else path.suffix.lower()
     if suffix not in FILE_TYPES and suffix not in TEXT_FORMATS:
         raise InputError(f"{path}: unsupported file type '{suffix}'; use one of "
@@ -326,6 +342,37 @@ def file_rows(path: Path, format: str | None = None, encoding: str | None = None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); set the source's encoding "
                          "(e.g. gb18030)") from None
+
+
+def _parallel_rows(path: Path, format, encoding, columns, rename, replace,  # noqa: A002
+                   parallel: dict) -> Iterator[tuple[int, dict | None]]:
+    """Two files aligned row by row (a corpus and its translation, Moses/WMT style): row i of ``path`` and row i
+    of ``parallel['path']`` give one query -> positive pair per entry of ``pairs``. A different row count is an
+    error (the files are not aligned); a malformed row in either file skips the row pair (counted)."""
+    check_parallel(parallel, str(path))
+    other = Path(parallel["path"])
+    mine = file_rows(path, format, encoding, columns, rename, replace)
+    theirs = file_rows(other, parallel.get("format") or format, parallel.get("encoding"),
+                       parallel.get("columns") or columns, None, replace)
+    pairs = parallel["pairs"]
+    n = 0
+    for n, (a, b) in enumerate(zip(mine, theirs), 1):  # noqa: B905 - the lengths are compared below
+        (no, row), (_, twin) = a, b
+        if row is None or twin is None:
+            yield no, None
+            continue
+        if n == 1:
+            for here, there, have in ((path, list(pairs), row), (other, list(pairs.values()), twin)):
+                lost = [c for c in there if c not in have]
+                if lost:
+                    raise InputError(f"{here}: parallel pairs name column(s) {lost}, which this file does not "
+                                     f"have (its columns: {sorted(have)})")
+        for here, there in pairs.items():
+            yield no, {"query": row[here], "positive": twin[there]}
+    rest_a, rest_b = sum(1 for _ in mine), sum(1 for _ in theirs)
+    if rest_a or rest_b:
+        raise InputError(f"{path}: {n + rest_a} rows, but its parallel file {other} has {n + rest_b}; parallel "
+                         "files must be aligned row by row")
 
 
 def _clean(rows, rename: dict[str, str] | None, replace: dict[str, str] | None):
@@ -352,14 +399,16 @@ def read_source(path: str | Path, name: str | None = None, weight: float = 1.0, 
                 doc_instruction: str | None = None, columns: list[str] | None = None,
                 rename: dict[str, str] | None = None, max_negatives: int | None = None,
                 format: str | None = None, keep_base: float | None = None,  # noqa: A002 - the recipe key
-                encoding: str | None = None, replace: dict[str, str] | None = None) -> Source:
+                encoding: str | None = None, replace: dict[str, str] | None = None,
+                parallel: dict | None = None) -> Source:
     """One training file -> an in-memory Source. ``format`` overrides the suffix (also ``squad`` for SQuAD JSON
-    and ``kbqa`` for NLPCC KBQA records); ``encoding`` declares one (left out: UTF-8, or GB18030 when the file starts
-so, the rule of every reader); ``replace`` rewrites substrings
-    of every text (e.g. a triple's " ||| " separators into spaces). Rows that do not fit are skipped and counted.
+    and ``kbqa`` for NLPCC KBQA records); ``encoding`` declares one (left out: UTF-8, or GB18030 when the file
+    starts so, the rule of every reader); ``replace`` rewrites substrings of every text (e.g. a triple's " ||| "
+    separators into spaces); ``parallel`` pairs each row with the same row of a translation of the file
+    (:func:`_parallel_rows`). Rows that do not fit are skipped and counted.
     For sources of any size use :func:`m3e.data.prepared.prepare_source` (memory-mapped, cached)."""
     path = Path(path)
-    rows = file_rows(path, format, encoding, columns, rename, replace)
+    rows = file_rows(path, format, encoding, columns, rename, replace, parallel)
     source = records_from_rows(rows, name or path.stem, None, str(path))
     source.weight, source.instruction, source.doc_instruction = weight, instruction, doc_instruction
     source.keep_base = keep_base

@@ -16,14 +16,14 @@ from pathlib import Path
 from m3e.data.overlap import banned_hashes, filter_sources
 from m3e.data.passages import to_passages
 from m3e.data.prepared import prepare_source
-from m3e.data.records import unique_names
+from m3e.data.records import check_parallel, unique_names
 from m3e.data.texthash import norm
 from m3e.errors import InputError
 from m3e.training.trainer import FineTuner, TrainConfig
 from m3e.utils.atomic import write_text
 
 SOURCE_KEYS = {"path", "name", "weight", "instruction", "doc_instruction", "columns", "rename", "max_negatives",
-               "max_records", "format", "passages", "keep_base", "encoding", "replace", "license"}
+               "max_records", "format", "passages", "keep_base", "encoding", "replace", "license", "parallel"}
 PASSAGE_KEYS = {"size", "records", "min_score"}
 RECIPE_KEYS = {"name", "base", "description", "sources", "max_records", "train", "rerank", "eval_tasks",
                "filter_tasks", "filter_files"}
@@ -80,6 +80,8 @@ def check_sources(path: Path, sources) -> None:
         options = spec.get("passages")
         if options is not None and (not isinstance(options, dict) or set(options) - PASSAGE_KEYS):
             raise InputError(f"{path}: source {i}: passages takes a mapping with keys {sorted(PASSAGE_KEYS)}")
+        if "parallel" in spec:
+            check_parallel(spec["parallel"], f"{path}: source {i}")
     check_not_held_back(path, sources)
 
 
@@ -142,10 +144,12 @@ def check_not_held_back(path: Path, specs: list[dict]) -> None:
 
     held = {Path(f["path"]).as_posix() for f in HELD_BACK_FILES}
     for i, spec in enumerate(specs):
-        where = Path(str(spec["path"])).as_posix()
-        if any(where == h or where.endswith("/" + h) for h in held):
-            raise InputError(f"{path}: source {i} ({spec['path']}) is an EVALUATION file of the data folder "
-                             "(held back from training; see the data folder's README)")
+        twin = spec.get("parallel") if isinstance(spec.get("parallel"), dict) else {}
+        for file in (spec["path"], *([twin["path"]] if "path" in twin else [])):
+            where = Path(str(file)).as_posix()
+            if any(where == h or where.endswith("/" + h) for h in held):
+                raise InputError(f"{path}: source {i} ({file}) is an EVALUATION file of the data folder "
+                                 "(held back from training; see the data folder's README)")
 
 
 def read_sources(specs: list[dict], base: Path, cache_dir: Path | None = None, caps: list[int] = ()):
@@ -157,6 +161,9 @@ def read_sources(specs: list[dict], base: Path, cache_dir: Path | None = None, c
         limit = min([c for c in (spec.pop("max_records", None), *caps) if c] or [0]) or None
         as_passages = spec.pop("passages", None)
         named = "name" in spec
+        if "parallel" in spec:  # its path is relative to the same base
+            twin = Path(base) / Path(spec["parallel"]["path"]).expanduser()
+            spec["parallel"] = {**spec["parallel"], "path": str(twin)}
         source = prepare_source(Path(base) / Path(spec.pop("path")).expanduser(), cache_dir, **spec)
         if as_passages is not None:
             passages[len(sources)] = as_passages
