@@ -219,6 +219,8 @@ def test_parallel_files_refuse_misalignment_and_count_bad_rows(tmp_path):
     zh, en = _aligned(tmp_path, zh_rows, en_rows)
     with pytest.raises(InputError, match=r"train-zh.csv: 5 rows, but its parallel file .*train-en.csv has 6"):
         read_source(zh, parallel={"path": str(en), "pairs": {"sentence1": "sentence1"}})
+    with pytest.raises(InputError, match=r"train-en.csv: 6 rows, but its parallel file .*train-zh.csv has 5"):
+        read_source(en, parallel={"path": str(zh), "pairs": {"sentence1": "sentence1"}})  # the longer one first
     with pytest.raises(InputError, match=r"train-en.csv: parallel pairs name column\(s\) \['text'\]"):
         read_source(zh, parallel={"path": str(en), "pairs": {"sentence1": "text"}})
     with pytest.raises(InputError, match="parallel takes a mapping with 'path'"):

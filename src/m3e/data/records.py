@@ -349,30 +349,35 @@ def _parallel_rows(path: Path, format, encoding, columns, rename, replace,  # no
     """Two files aligned row by row (a corpus and its translation, Moses/WMT style): row i of ``path`` and row i
     of ``parallel['path']`` give one query -> positive pair per entry of ``pairs``. A different row count is an
     error (the files are not aligned); a malformed row in either file skips the row pair (counted)."""
+    from itertools import zip_longest
+
     check_parallel(parallel, str(path))
     other = Path(parallel["path"])
     mine = file_rows(path, format, encoding, columns, rename, replace)
     theirs = file_rows(other, parallel.get("format") or format, parallel.get("encoding"),
                        parallel.get("columns") or columns, None, replace)
     pairs = parallel["pairs"]
-    n = 0
-    for n, (a, b) in enumerate(zip(mine, theirs), 1):  # noqa: B905 - the lengths are compared below
+    n, checked = 0, False
+    for a, b in zip_longest(mine, theirs):  # items are (number, row) tuples, so None marks the shorter file's end
+        if a is None or b is None:
+            mine_n = n + (a is not None) + sum(1 for _ in mine)
+            theirs_n = n + (b is not None) + sum(1 for _ in theirs)
+            raise InputError(f"{path}: {mine_n} rows, but its parallel file {other} has {theirs_n}; parallel "
+                             "files must be aligned row by row")
+        n += 1
         (no, row), (_, twin) = a, b
         if row is None or twin is None:
             yield no, None
             continue
-        if n == 1:
+        if not checked:
             for here, there, have in ((path, list(pairs), row), (other, list(pairs.values()), twin)):
                 lost = [c for c in there if c not in have]
                 if lost:
                     raise InputError(f"{here}: parallel pairs name column(s) {lost}, which this file does not "
                                      f"have (its columns: {sorted(have)})")
+            checked = True
         for here, there in pairs.items():
             yield no, {"query": row[here], "positive": twin[there]}
-    rest_a, rest_b = sum(1 for _ in mine), sum(1 for _ in theirs)
-    if rest_a or rest_b:
-        raise InputError(f"{path}: {n + rest_a} rows, but its parallel file {other} has {n + rest_b}; parallel "
-                         "files must be aligned row by row")
 
 
 def _clean(rows, rename: dict[str, str] | None, replace: dict[str, str] | None):
