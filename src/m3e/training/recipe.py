@@ -143,9 +143,8 @@ def check_not_held_back(path: Path, specs: list[dict]) -> None:
     from m3e.evaluation.builtin import HELD_BACK_FILES
 
     held = {Path(f["path"]).as_posix() for f in HELD_BACK_FILES}
-    for i, spec in enumerate(specs):
-        twin = spec.get("parallel") if isinstance(spec.get("parallel"), dict) else {}
-        for file in (spec["path"], *([twin["path"]] if "path" in twin else [])):
+    for i, spec in enumerate(specs):  # check_parallel has run on every spec
+        for file in (spec["path"], *([spec["parallel"]["path"]] if "parallel" in spec else [])):
             where = Path(str(file)).as_posix()
             if any(where == h or where.endswith("/" + h) for h in held):
                 raise InputError(f"{path}: source {i} ({file}) is an EVALUATION file of the data folder "
