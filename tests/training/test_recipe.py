@@ -245,3 +245,31 @@ def test_every_shipped_recipe_loads_and_names_known_tasks():
         assert recipe["sources"], path
         if recipe.get("eval_tasks"):  # checkpoints are chosen on validation tasks only
             assert all(t.split == "validation" for t in select_tasks(recipe["eval_tasks"])), path
+
+
+def test_train_base_override_continues_another_model(tmp_path, tiny_st_dir):
+    """`m3e train RECIPE --base MODEL`: the recipe's data and options from another starting model (one run
+    continued from an earlier one); the report records both bases."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    (data / "STS-B").mkdir(parents=True)
+    (data / "STS-B" / "STS-B.test.data").write_text("测试一\t测试二\t3\n", encoding="utf-8")
+    (data / "pairs.jsonl").write_text("".join(json.dumps({"query": f"问题{i}", "positive": f"答案{i}号"},
+                                                         ensure_ascii=False) + "\n" for i in range(12)),
+                                      encoding="utf-8")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"base": "no-such-model-anywhere", "filter_tasks": ["STSB"],
+                                  "sources": [{"path": "pairs.jsonl"}],
+                                  "train": {"epochs": 1, "batch_size": 4, "progress": False}}), encoding="utf-8")
+    m3e = str(Path(sys.executable).with_name("m3e"))
+    done = subprocess.run([m3e, "train", str(recipe), "--data-dir", str(data), "-o", str(tmp_path / "out"),
+                           "--base", str(tiny_st_dir), "--device", "cpu", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out" / "recipe_report.json").read_text(encoding="utf-8"))
+    assert report["recipe"]["base"] == str(tiny_st_dir)
+    assert report["recipe"]["recipe_base"] == "no-such-model-anywhere"
+    assert (tmp_path / "out" / "model" / "model.safetensors").is_file()

@@ -397,3 +397,38 @@ def test_two_data_files_with_one_name_stay_two_sources(tiny_st_dir, tmp_path, ca
     tuner = FineTuner.from_pretrained(str(tiny_st_dir), sources, device="cpu")
     assert [(s.name, len(s)) for s in tuner.sources] == [("pairs#1", 16), ("pairs#2", 12)]
     assert "2 sources are named pairs" in capsys.readouterr().out
+
+
+def test_resume_refuses_another_starting_model_or_run_length(tiny_st_dir, tmp_path):
+    """A checkpoint holds only what training changed (here a LoRA adapter) and the schedule spans --max-steps:
+    resuming on other starting weights or with another length would build a different model without a word."""
+    pytest.importorskip("peft")
+    import shutil
+
+    from safetensors.torch import save_file
+
+    data = write(tmp_path / "toy.jsonl", toy_pairs())
+    opts = dict(output=str(tmp_path / "run"), epochs=1, max_steps=4, batch_size=4, lr=1e-3, lora=True,
+                save_every=2, progress=False)
+    FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(**opts)
+    other = tmp_path / "other"
+    shutil.copytree(tiny_st_dir, other)
+    weights = load_file(str(other / "model.safetensors"))
+    key = sorted(weights)[0]
+    weights[key] = weights[key] + 1e-3
+    save_file(weights, str(other / "model.safetensors"))
+    with pytest.raises(InputError, match="starting model's weights .* changed"):
+        FineTuner.from_pretrained(str(other), str(data), device="cpu").run(**opts, resume=True)
+    with pytest.raises(InputError, match="run's length in steps"):
+        FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(**{**opts, "max_steps": 3},
+                                                                                  resume=True)
+    out = FineTuner.from_pretrained(str(tiny_st_dir), str(data), device="cpu").run(**opts, resume=True)
+    assert json.loads((out / "training_state.json").read_text())["steps"] == 4
+
+
+def test_checkpoints_from_before_the_later_keys_still_resume():
+    from m3e.training.plan import changes
+
+    old = {"batch_size": 4, "seed": 42, "shuffle": True, "epochs": 1, "sources": []}
+    assert changes(old, {**old, "steps": 10, "start": "abc"}) == []
+    assert changes({**old, "steps": 9}, {**old, "steps": 10}) != []

@@ -154,6 +154,9 @@ def train(
     data_dir: RecipeDataOpt = None,
     output: RecipeOutputOpt = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Override: stop after this many steps.")] = None,
+    base: Annotated[str | None, typer.Option(help="Override: start from this model (built-in, folder, hub id) "
+                                             "instead of the recipe's base, e.g. to continue an earlier model.")]
+    = None,
     max_records: Annotated[int | None, typer.Option(min=1, help="Cap every source at this many records (a "
                                                     "fixed-seed sample; a smoke run of the recipe).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs.")] = None,
@@ -169,8 +172,9 @@ def train(
     if data_dir is None:
         raise InputError("no data folder: pass --data-dir DIR or set M3E_DATA_DIR")
     out = run_recipe(recipe, data_dir, output, device=device, threads=threads, cache_dir=cache_dir,
-                     max_records=max_records, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
-                     mixed_precision=str(mixed_precision) if mixed_precision else None, resume=resume or None)
+                     max_records=max_records, base=base, max_steps=max_steps, epochs=epochs,
+                     batch_size=batch_size, mixed_precision=str(mixed_precision) if mixed_precision else None,
+                     resume=resume or None)
     typer.echo(f"model in {out / 'model'}; recipe report in {out / 'recipe_report.json'}")
 
 

@@ -12,6 +12,9 @@ from m3e.data.batching import EpochPlan, epoch_plan
 from m3e.errors import InputError
 
 PLAN_OPTIONS = ("batch_size", "seed", "shuffle", "epochs")
+# recorded since 2026-12-08; a checkpoint written before has neither, and is checked on the rest
+LATER_KEYS = {"steps": "the run's length in steps (--max-steps; the learning-rate schedule spans it)",
+              "start": "the starting model's weights (the recipe's base or --base)"}
 
 
 def source_fingerprint(source) -> str:
@@ -20,6 +23,18 @@ def source_fingerprint(source) -> str:
     h = hashlib.sha256(memoryview(np.ascontiguousarray(source.hashes(), dtype=np.uint64)))  # no copy of a map
     if source.kind == "scored":
         h.update(memoryview(np.ascontiguousarray(source.scores(), dtype=np.float64)))
+    return h.hexdigest()[:16]
+
+
+def weights_digest(module) -> str:
+    """The starting weights, exactly (every tensor's bytes, in name order): a checkpoint holds only what training
+    changed (a LoRA adapter), so resuming it on another base would silently build a different model."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()[:16]
 
 
@@ -34,6 +49,8 @@ def data_fingerprint(sources, config) -> dict:
 def changes(saved: dict, now: dict) -> list[str]:
     """What differs between two fingerprints, in words."""
     out = [f"{k}: {saved.get(k)!r} then, {now.get(k)!r} now" for k in PLAN_OPTIONS if saved.get(k) != now.get(k)]
+    out += [f"{what} changed ({saved[k]} then, {now.get(k)} now)" for k, what in LATER_KEYS.items()
+            if k in saved and saved[k] != now.get(k)]
     before = {s["name"]: s for s in saved.get("sources", [])}
     after = {s["name"]: s for s in now["sources"]}
     for name in before.keys() - after.keys():
@@ -68,7 +85,8 @@ class TrainingPlan:
     fingerprint: dict
 
     @classmethod
-    def build(cls, sources, config) -> TrainingPlan:
+    def build(cls, sources, config, start: str | None = None) -> TrainingPlan:
+        """``start``: :func:`weights_digest` of the model before training."""
         seed = config.seed if config.shuffle else 0
         epochs = [epoch_plan(sources, config.batch_size, seed, e) for e in range(config.epochs)]
         total = sum(len(p) for p in epochs)
@@ -76,4 +94,7 @@ class TrainingPlan:
             total = min(total, config.max_steps)
         if total == 0:
             raise InputError(f"no full batch of {config.batch_size} in any source; lower --batch-size")
-        return cls(epochs, total, data_fingerprint(sources, config))
+        fingerprint = {**data_fingerprint(sources, config), "steps": total}
+        if start is not None:
+            fingerprint["start"] = start
+        return cls(epochs, total, fingerprint)

@@ -212,10 +212,14 @@ def build_sources(recipe: dict, data_dir: Path, cache_dir: Path | None = None, m
 
 def run_recipe(path: Path, data_dir: Path, output: Path | None = None, device: str | None = None,
                threads: int | None = None, cache_dir: Path | None = None, max_records: int | None = None,
-               **overrides) -> Path:
+               base: str | None = None, **overrides) -> Path:
+    """``base``: start from another model than the recipe's (a run continued from an earlier model); the report
+    records the one used."""
     from m3e.models.resolver import load_model
 
     recipe = load_recipe(path)
+    if base:
+        recipe = {**recipe, "base": base, "recipe_base": recipe["base"]}
     sources, report, sizes = build_sources(recipe, data_dir, cache_dir, max_records)
     files = sum(k.startswith("file:") for k in sizes)
     print(f"test-overlap filter against {sum(sizes.values()):,} evaluation texts of {len(sizes) - files} tasks and "

@@ -29,7 +29,7 @@ from m3e.models.export import export_model, set_backbone
 from m3e.training import step as steps
 from m3e.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from m3e.training.memory import MemoryGuard, peak_resident_bytes
-from m3e.training.plan import TrainingPlan, check_resume
+from m3e.training.plan import TrainingPlan, check_resume, weights_digest
 from m3e.utils.atomic import atomic_dir, write_text
 
 
@@ -219,6 +219,7 @@ class FineTuner:
         if config.batch_size % acc.num_processes:
             raise InputError(f"batch size {config.batch_size} does not split over {acc.num_processes} processes")
         torch.manual_seed(config.seed)
+        start = weights_digest(self.embedder.model)  # before LoRA wraps it: what a checkpoint is relative to
         model = self.trainable(config)
         drift_weights = [s.keep_base if s.keep_base is not None else config.keep_base for s in self.sources]
         frozen = None  # LoRA: the base is the model with its adapter switched off
@@ -230,7 +231,7 @@ class FineTuner:
         self._served_max_length = model.max_seq_length
         if config.max_length:
             model.max_seq_length = config.max_length
-        plan = TrainingPlan.build(self.sources, config)
+        plan = TrainingPlan.build(self.sources, config, start)
         lr = config.lr or default_lr(model[0].auto_model.config.hidden_size)
         optimizer, scheduler = _optimizer(model, config, lr, plan.total)
         model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
