@@ -12,9 +12,8 @@ from m3e.data.batching import EpochPlan, epoch_plan
 from m3e.errors import InputError
 
 PLAN_OPTIONS = ("batch_size", "seed", "shuffle", "epochs")
-# recorded since 2026-12-08; a checkpoint written before has neither, and is checked on the rest
-LATER_KEYS = {"steps": "the run's length in steps (--max-steps; the learning-rate schedule spans it)",
-              "start": "the starting model's weights (the recipe's base or --base)"}
+# recorded since 2026-12-08; a checkpoint written before lacks it, and is checked on the rest
+LATER_KEYS = {"start": "the starting model's weights (the recipe's base or --base)"}
 
 
 def source_fingerprint(source) -> str:
@@ -94,7 +93,7 @@ class TrainingPlan:
             total = min(total, config.max_steps)
         if total == 0:
             raise InputError(f"no full batch of {config.batch_size} in any source; lower --batch-size")
-        fingerprint = {**data_fingerprint(sources, config), "steps": total}
+        fingerprint = data_fingerprint(sources, config)
         if start is not None:
             fingerprint["start"] = start
         return cls(epochs, total, fingerprint)
